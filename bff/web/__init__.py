@@ -1,0 +1,1 @@
+"""The HTTP face of the gateway: Starlette endpoints and plain ASGI middleware."""

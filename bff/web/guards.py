@@ -1,0 +1,187 @@
+"""Plain ASGI middleware: request context and error boundary, CSRF for the gateway's JSON API.
+
+The boundary turns the expected failures into the contract's answers (503 with
+Retry-After for an unreachable store or provider, 401 for an ended session) and
+anything unexpected into a logged 500 without a traceback to the browser.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bff.config import Settings
+from bff.errors import ProviderUnavailable, SessionEnded, StoreUnavailable
+from bff.metrics import Metrics
+from bff.web.responses import error_response, wants_html
+
+log = logging.getLogger("bff.web")
+
+# The gateway's own JSON endpoints that need the CSRF header (the rest are
+# navigations, or server-to-server like the back-channel logout).
+CSRF_EXEMPT = ("/bff/login", "/bff/callback", "/bff/backchannel-logout")
+
+
+def _request_id(scope: Scope) -> str:
+    for key, value in scope.get("headers", ()):
+        if key == b"x-request-id":
+            text = value.decode("latin-1")
+            if 0 < len(text) <= 128 and all(c.isalnum() or c in "._-" for c in text):
+                return text
+    return secrets.token_hex(16)
+
+
+class ErrorBoundary:
+    """Request id, header limits, security headers, and errors in the contract's shape."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics) -> None:
+        self.app = app
+        self.settings = settings
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        rid = _request_id(scope)
+        scope["bff.request_id"] = rid
+        path: str = scope.get("path", "")
+        own = path.startswith(self.settings.base_path + "/bff/") or path in ("/healthz", "/readyz", "/metrics")
+        size = sum(len(k) + len(v) + 4 for k, v in scope.get("headers", ()))
+        if size > self.settings.max_header_size:
+            await self._reject(scope, send, 431, "headers_too_large",
+                               "The request's headers are too large.")
+            return
+        for key, value in scope.get("headers", ()):
+            if key == b"cookie" and len(value) > self.settings.max_cookie_size:
+                await self._reject(scope, send, 431, "headers_too_large",
+                                   "The request's cookies are too large.")
+                return
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                names = {k.lower() for k, _ in headers}
+                headers.append((b"x-request-id", rid.encode()))
+                if own:
+                    if b"cache-control" not in names:
+                        headers.append((b"cache-control", b"no-store"))
+                    for name, value in (
+                        (b"x-content-type-options", b"nosniff"),
+                        (b"referrer-policy", b"no-referrer"),
+                        (b"x-frame-options", b"DENY"),
+                    ):
+                        if name not in names:
+                            headers.append((name, value))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except StoreUnavailable as exc:
+            self.metrics.store_errors.inc()
+            log.warning("session store unavailable: %s", exc, extra={"request_id": rid})
+            if not started:
+                await self._reject(scope, send, 503, "unavailable",
+                                   "The session store is temporarily unreachable. Please retry.",
+                                   {"Retry-After": "2"})
+        except ProviderUnavailable as exc:
+            self.metrics.provider_errors.labels("request").inc()
+            log.warning("provider unavailable: %s", exc, extra={"request_id": rid})
+            if not started:
+                await self._reject(scope, send, 503, "unavailable",
+                                   "The identity provider is temporarily unreachable. Please retry.",
+                                   {"Retry-After": "5"})
+        except SessionEnded:
+            if not started:
+                await self._reject(scope, send, 401, "unauthenticated",
+                                   "Your session has ended. Please sign in again.")
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": rid, "path": path})
+            if not started:
+                await self._reject(scope, send, 500, "internal_error",
+                                   "Something went wrong in the gateway.")
+
+    async def _reject(self, scope: Scope, send: Send, status: int, error: str, detail: str,
+                      headers: dict[str, str] | None = None) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1011 if status >= 500 else 1008})
+            return
+        response = error_response(scope, status, error, detail, headers,
+                                  csrf_header=self.settings.csrf_header)
+        await response(scope, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def csrf_problem(scope: Scope, settings: Settings, *, websocket: bool = False) -> str | None:
+    """Why a call fails the CSRF rules, or None when it passes.
+
+    API calls must carry the CSRF header with value ``1`` (a cross-site form or
+    link cannot add a custom header); a present ``Origin`` must be ours. Browsers
+    cannot add headers to a WebSocket, so there the ``Origin`` is required.
+    """
+    header = settings.csrf_header.lower().encode()
+    value: bytes | None = None
+    origin: bytes | None = None
+    for key, item in scope.get("headers", ()):
+        if key == header:
+            value = item
+        elif key == b"origin":
+            origin = item
+    expected = settings.public_origin.encode()
+    if websocket:
+        if origin is None or not hmac.compare_digest(origin, expected):
+            return "websocket origin is not the gateway's own"
+        return None
+    if origin is not None and origin != b"null" and not hmac.compare_digest(origin, expected):
+        return "foreign origin"
+    if origin == b"null":
+        return "opaque origin"
+    if value != b"1":
+        return f"missing {settings.csrf_header}: 1 header"
+    return None
+
+
+class CsrfGuard:
+    """CSRF checks for the gateway's own JSON endpoints, before any session lookup."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.prefix = settings.base_path + "/bff/"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        rest = path[len(self.settings.base_path):]
+        method = scope.get("method", "GET")
+        exempt = rest in CSRF_EXEMPT or (rest == "/bff/logout" and method == "GET")
+        if not exempt:
+            problem = csrf_problem(scope, self.settings)
+            if problem is not None:
+                log.info("csrf rejected: %s", problem, extra={"path": path})
+                response = error_response(scope, 403, "csrf", "This request is missing the "
+                                          "gateway's CSRF protection.", csrf_header=self.settings.csrf_header)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def is_navigation(scope: Scope, settings: Settings) -> bool:
+    return wants_html(scope, settings.csrf_header)
+
+
+def scope_get(scope: Scope, key: str, default: Any = None) -> Any:
+    return scope.get(key, default)
