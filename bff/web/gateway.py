@@ -8,7 +8,6 @@ navigation without a session is sent to ``/bff/login``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from urllib.parse import quote
@@ -19,13 +18,13 @@ from bff.config import Route
 from bff.errors import SessionEnded
 from bff.proxy.forward import Forwarder
 from bff.proxy.headers import outbound_headers
-from bff.proxy.paths import UnsafePath, join_upstream
+from bff.proxy.paths import UnsafePath, join_upstream, strip_raw_prefix
 from bff.proxy.routes import RouteTable
 from bff.resources import Resources
 from bff.session.cookies import read_cookie
 from bff.session.model import Session
 from bff.session.refresh import Fresh
-from bff.web.client import header, resolve_origin
+from bff.web.client import client_info, header, resolve_origin
 from bff.web.guards import csrf_problem
 from bff.web.responses import send_error_json, wants_html
 
@@ -75,23 +74,20 @@ class Gateway:
                 return await self._deny(scope, send, 403, "csrf",
                                         "This request is missing the gateway's CSRF protection.")
         try:
-            suffix = remainder.encode() if route.strip_prefix else scope.get("raw_path", b"")
+            raw = scope.get("raw_path") or scope["path"].encode()
+            if self.settings.base_path:
+                raw = strip_raw_prefix(raw, self.settings.base_path)
             if route.strip_prefix:
-                raw = scope.get("raw_path") or scope["path"].encode()
-                prefix_len = len(self.settings.base_path) + len(route.prefix)
-                suffix = raw[prefix_len:] if len(raw) >= prefix_len else b""
-            url = join_upstream(route.upstream, suffix, scope.get("query_string", b""))
+                raw = strip_raw_prefix(raw, route.prefix)
+            url = join_upstream(route.upstream, raw, scope.get("query_string", b""))
         except UnsafePath:
             return await self._deny(scope, send, 400, "bad_request",
                                     "The request path is not allowed.")
         fresh: Fresh | None = None
         session: Session | None = None
         if route.token != "none" or route.pass_user_headers:
-            origin = resolve_origin(scope, self.settings.trusted_proxies, "http")
-            from bff.session.service import ClientInfo
-
-            who = ClientInfo(origin.ip, (header(scope, b"user-agent") or "")[:512],
-                             scope.get("bff.request_id", ""))
+            who = client_info(scope, self.settings.trusted_proxies,
+                              scope.get("bff.request_id", ""))
             session = await self.res.sessions.load(self._cookie(scope), who)
             if session is None and route.token == "required":
                 if not websocket and wants_html(scope, self.settings.csrf_header):
@@ -183,5 +179,3 @@ class Gateway:
         await send_error_json(send, status, error, detail)
         return status
 
-
-__all__ = ["Gateway", "asyncio"]

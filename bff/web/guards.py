@@ -10,26 +10,26 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bff.config import Settings
 from bff.errors import ProviderUnavailable, SessionEnded, StoreUnavailable
 from bff.metrics import Metrics
-from bff.web.responses import error_response, wants_html
+from bff.web.responses import error_response
 
 log = logging.getLogger("bff.web")
 
 # The gateway's own JSON endpoints that need the CSRF header (the rest are
 # navigations, or server-to-server like the back-channel logout).
+OPS_PATHS = ("/healthz", "/readyz", "/metrics")
 CSRF_EXEMPT = ("/bff/login", "/bff/callback", "/bff/backchannel-logout")
 
 
 def _request_id(scope: Scope) -> str:
     for key, value in scope.get("headers", ()):
         if key == b"x-request-id":
-            text = value.decode("latin-1")
+            text = bytes(value).decode("latin-1")
             if 0 < len(text) <= 128 and all(c.isalnum() or c in "._-" for c in text):
                 return text
     return secrets.token_hex(16)
@@ -50,7 +50,7 @@ class ErrorBoundary:
         rid = _request_id(scope)
         scope["bff.request_id"] = rid
         path: str = scope.get("path", "")
-        own = path.startswith(self.settings.base_path + "/bff/") or path in ("/healthz", "/readyz", "/metrics")
+        own = path.startswith(self.settings.base_path + "/bff/") or path in OPS_PATHS
         size = sum(len(k) + len(v) + 4 for k, v in scope.get("headers", ()))
         if size > self.settings.max_header_size:
             await self._reject(scope, send, 431, "headers_too_large",
@@ -178,10 +178,3 @@ class CsrfGuard:
                 return
         await self.app(scope, receive, send)
 
-
-def is_navigation(scope: Scope, settings: Settings) -> bool:
-    return wants_html(scope, settings.csrf_header)
-
-
-def scope_get(scope: Scope, key: str, default: Any = None) -> Any:
-    return scope.get(key, default)

@@ -27,12 +27,13 @@ async def user(request: Request) -> Response:
     if session is None:
         return _unauthenticated()
     res = resources(request)
-    idle_end = session.last_seen + res.settings.idle_timeout
+    # This request just renewed the idle window; the absolute limit still caps it.
+    ends = min(session.expires_at, res.clock() + res.settings.idle_timeout)
     body = {
         **session.claims,
         "sub": session.sub,
         "sid": session.key,
-        "session_expires_at": int(min(session.expires_at, max(idle_end, res.clock() + res.settings.idle_timeout))),
+        "session_expires_at": int(ends),
         "logout_url": f"{res.settings.base_path}/bff/logout?sid={session.key}",
     }
     return JSONResponse(body, headers=NO_STORE)
