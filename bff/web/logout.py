@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -107,9 +108,12 @@ async def backchannel_logout(request: Request) -> Response:
     body = await request.body()
     if content_type != "application/x-www-form-urlencoded" or len(body) > MAX_LOGOUT_TOKEN + 64:
         return _bad_logout(who.ip, "bad_request", "expected a form-encoded logout_token")
-    form = await request.form()
-    tokens = form.getlist("logout_token")
-    if len(tokens) != 1 or not isinstance(tokens[0], str) or not tokens[0]:
+    try:
+        form = parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        return _bad_logout(who.ip, "bad_request", "the body is not form-encoded ASCII")
+    tokens = [value for key, value in form if key == "logout_token"]
+    if len(tokens) != 1 or not tokens[0]:
         return _bad_logout(who.ip, "missing_token", "exactly one logout_token is required")
     try:
         claims = await res.oidc.validate_logout_token(tokens[0])

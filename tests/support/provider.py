@@ -416,3 +416,20 @@ async def alogin_through_provider(
     authorize_url = _authorize_url(await client.get(start_url, follow_redirects=False))
     callback_url = await afollow_login(client, authorize_url, username, password)
     return await client.get(callback_url, follow_redirects=False)
+
+
+def logout_at_provider(client: httpx.Client, issuer: str) -> httpx.Response:
+    """End the browser's session at the provider itself (its own logout page and confirm form).
+
+    The provider then sends back-channel logout tokens to the clients of that session.
+    """
+    page = client.get(f"{issuer}/session/end")
+    if page.status_code != 200:
+        raise LoginFlowError(f"end-session page answered {page.status_code}")
+    parser = _FormParser()
+    parser.feed(page.text)
+    if not parser.forms:
+        raise LoginFlowError("no confirm form on the provider's end-session page")
+    form = parser.forms[0]
+    fields = {**form.fields, "logout": "yes"}
+    return client.post(urljoin(str(page.url), form.action or ""), data=fields)

@@ -29,13 +29,21 @@ PORT_POOL_SIZE = 12
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) bff-tests Firefox/140.0"
 
 
+BCL_CLIENT_ID = "bff-backchannel"
+
+
 @dataclass
 class Infra:
-    """The shared parts: provider (with a pool of registered gateway ports) and Redis."""
+    """The shared parts: provider (with a pool of registered gateway ports) and Redis.
+
+    ``bcl_port`` belongs to a second client registered with a back-channel logout
+    URI (a provider knows one such URI per client).
+    """
 
     provider: ProviderProcess
     redis: RedisServer
     ports: list[int]
+    bcl_port: int
     in_use: set[int] = field(default_factory=set)
 
     def take_port(self) -> int:
@@ -55,9 +63,18 @@ def start_infra() -> Infra:
         "post_logout_redirect_uris": [f"http://127.0.0.1:{p}/" for p in ports],
         "token_endpoint_auth_method": "client_secret_basic",
     }
+    bcl_port = find_free_port()
+    bcl_client = {
+        "client_id": BCL_CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "redirect_uris": [f"http://127.0.0.1:{bcl_port}/bff/callback"],
+        "post_logout_redirect_uris": [f"http://127.0.0.1:{bcl_port}/"],
+        "backchannel_logout_uri": f"http://127.0.0.1:{bcl_port}/bff/backchannel-logout",
+        "backchannel_logout_session_required": True,
+    }
     redis = RedisServer().start()
-    provider = ProviderProcess(ProviderConfig(clients=[client])).start()
-    return Infra(provider=provider, redis=redis, ports=ports)
+    provider = ProviderProcess(ProviderConfig(clients=[client, bcl_client])).start()
+    return Infra(provider=provider, redis=redis, ports=ports, bcl_port=bcl_port)
 
 
 @dataclass
@@ -103,7 +120,7 @@ class Stack:
 def gateway_env(infra: Infra, port: int, overrides: Mapping[str, str]) -> dict[str, str]:
     env = {
         "BFF_ISSUER": infra.provider.issuer,
-        "BFF_CLIENT_ID": CLIENT_ID,
+        "BFF_CLIENT_ID": BCL_CLIENT_ID if port == infra.bcl_port else CLIENT_ID,
         "BFF_CLIENT_SECRET": CLIENT_SECRET,
         "BFF_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "BFF_SESSION_SECRET": SECRET,
@@ -115,8 +132,14 @@ def gateway_env(infra: Infra, port: int, overrides: Mapping[str, str]) -> dict[s
 
 
 @contextlib.contextmanager
-def running_stack(infra: Infra, **overrides: str) -> Iterator[Stack]:
-    port = infra.take_port()
+def running_stack(infra: Infra, *, backchannel: bool = False, **overrides: str) -> Iterator[Stack]:
+    if backchannel:
+        if infra.bcl_port in infra.in_use:
+            raise RuntimeError("the back-channel client's gateway is already running")
+        infra.in_use.add(infra.bcl_port)
+        port = infra.bcl_port
+    else:
+        port = infra.take_port()
     try:
         settings = load_settings(gateway_env(infra, port, overrides))
         clock = MovableClock()
