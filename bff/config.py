@@ -25,7 +25,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_SCOPES = ("openid", "profile", "email", "offline_access")
 BINDINGS = frozenset({"user-agent", "ip"})
 LOG_FORMATS = frozenset({"json", "console"})
-DEMO_SECRET = "demo-only-secret-not-for-production-use-0123456789"  # noqa: S105
+DEMO_SECRET = "demo-only-secret-not-for-production-use-0123456789"
 
 
 @dataclass(frozen=True)
