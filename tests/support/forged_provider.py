@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-
 from joserfc import jwt
 from joserfc.jwk import Key, RSAKey
 from starlette.applications import Starlette

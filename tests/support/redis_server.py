@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -72,7 +73,7 @@ class RedisServer:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def client(self) -> redis.Redis:
+    def client(self) -> Any:
         """A plain synchronous client for tests that look inside the store."""
         return redis.Redis(host="127.0.0.1", port=self.port)
 

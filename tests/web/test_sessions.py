@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.stack import Stack
 
 
-def _sessions(stack: Stack, browser) -> list[dict]:
+def _sessions(stack: Stack, browser: httpx.Client) -> list[dict[str, Any]]:
     response = stack.api(browser, "GET", "/bff/sessions")
     assert response.status_code == 200
-    return response.json()["sessions"]
+    sessions: list[dict[str, Any]] = response.json()["sessions"]
+    return sessions
 
 
 def test_two_browsers_see_each_other_in_the_session_list(stack: Stack) -> None:
