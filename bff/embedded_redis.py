@@ -8,13 +8,28 @@ uses exactly the same store code as in production.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from bff.errors import BffError
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: Linux sends it SIGTERM when the gateway dies.
+
+    uvicorn re-raises SIGTERM after a graceful shutdown, so the parent may never
+    get to stop the child itself; this keeps redis-server from being orphaned.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def find_redis_server() -> str | None:
@@ -49,6 +64,7 @@ class EmbeddedRedis:
              "--save", "", "--appendonly", "no", "--dir", self._dir.name,
              "--logfile", str(Path(self._dir.name) / "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         deadline = time.monotonic() + timeout
         while not socket.exists():

@@ -1,0 +1,1 @@
+"""Checks of the deployment examples under deploy/ (Docker, Compose, Kubernetes, proxies, Redis)."""
