@@ -10,7 +10,9 @@ from pathlib import Path
 from tests.support.stack import CLIENT_ID, CLIENT_SECRET, SECRET, Infra
 
 
-def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("BFF_")}
     return subprocess.run([sys.executable, "-m", "bff", *args], env={**clean, **(env or {})},
                           capture_output=True, text=True, timeout=60, cwd=cwd)
