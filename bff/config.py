@@ -69,6 +69,7 @@ class Settings:
     login_global_limit: int = 5000
     max_header_size: int = 16384
     max_cookie_size: int = 8192
+    websocket_check_interval: int = 5
     demo: bool = False
 
     @property
@@ -318,6 +319,7 @@ def load_settings(env: Mapping[str, str], *, demo: bool = False) -> Settings:
     login_global = read.integer("BFF_LOGIN_GLOBAL_LIMIT", 5000, minimum=1)
     max_header = read.integer("BFF_MAX_HEADER_SIZE", 16384, minimum=1024)
     max_cookie = read.integer("BFF_MAX_COOKIE_SIZE", 8192, minimum=256)
+    ws_check = read.integer("BFF_WEBSOCKET_CHECK_INTERVAL", 5, minimum=1)
 
     secure = public_url.startswith("https://")
     cookie_name = read.text("BFF_COOKIE_NAME") or ("__Host-bff" if secure else "bff")
@@ -383,5 +385,6 @@ def load_settings(env: Mapping[str, str], *, demo: bool = False) -> Settings:
         login_global_limit=login_global,
         max_header_size=max_header,
         max_cookie_size=max_cookie,
+        websocket_check_interval=ws_check,
         demo=demo,
     )

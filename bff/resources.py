@@ -83,6 +83,7 @@ async def open_resources(
         on_result=lambda outcome: metrics.refreshes.labels(outcome).inc(), clock=clock,
     )
     forwarder = Forwarder.create()
+    forwarder.protected_cookies = (settings.cookie_name, settings.login_cookie_name)
     try:
         yield Resources(
             settings=settings, redis=redis, store=store, sessions=sessions, oidc=oidc,

@@ -122,6 +122,7 @@ class Gateway:
             await self.forwarder.websocket(
                 scope, receive, send, url=ws_url, headers=headers,
                 session_alive=lambda: self._alive(key),
+                check_interval=self.settings.websocket_check_interval,
             )
             return 101
 

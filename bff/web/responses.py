@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Mapping
 
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.types import Scope, Send
+from starlette.types import Scope
+
+from bff.asgi import send_error_json
+
+__all__ = ["error_json", "error_page", "error_response", "send_error_json", "wants_html"]
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -100,18 +103,3 @@ def error_response(
     if wants_html(scope, csrf_header):
         return error_page(status, error, detail, headers, link=link)
     return error_json(status, error, detail, headers)
-
-
-async def send_error_json(
-    send: Send, status: int, error: str, detail: str, headers: Mapping[str, str] | None = None
-) -> None:
-    """Send the contract's JSON error straight over ASGI (for plain ASGI middleware)."""
-    body = json.dumps({"error": error, "detail": detail}).encode()
-    raw = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-    ]
-    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})

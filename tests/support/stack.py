@@ -132,7 +132,10 @@ def gateway_env(infra: Infra, port: int, overrides: Mapping[str, str]) -> dict[s
 
 
 @contextlib.contextmanager
-def running_stack(infra: Infra, *, backchannel: bool = False, **overrides: str) -> Iterator[Stack]:
+def running_stack(
+    infra: Infra, *, backchannel: bool = False, extra_routes: list[Any] | None = None,
+    **overrides: str,
+) -> Iterator[Stack]:
     if backchannel:
         if infra.bcl_port in infra.in_use:
             raise RuntimeError("the back-channel client's gateway is already running")
@@ -143,7 +146,8 @@ def running_stack(infra: Infra, *, backchannel: bool = False, **overrides: str) 
     try:
         settings = load_settings(gateway_env(infra, port, overrides))
         clock = MovableClock()
-        with ServerThread(create_app(settings, clock=clock), port=port) as server:
+        app = create_app(settings, clock=clock, extra_routes=extra_routes)
+        with ServerThread(app, port=port) as server:
             stack = Stack(infra=infra, settings=settings, server=server, clock=clock)
             try:
                 yield stack

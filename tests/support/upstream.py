@@ -27,14 +27,18 @@ def upstream_app(log: UpstreamLog) -> Starlette:
             if auth[7:] in log.rejected_tokens:
                 return JSONResponse({"error": "token revoked"}, status_code=401)
         body = await request.body()
-        return JSONResponse({
+        response = JSONResponse({
             "method": request.method,
             "path": request.url.path,
             "raw_path": request.scope.get("raw_path", b"").decode("latin-1"),
             "query": request.url.query,
             "headers": [[k, v] for k, v in request.headers.items()],
             "body_length": len(body),
-        }, headers={"Set-Cookie": "upstream=secret; Path=/"})
+        })
+        response.headers.append("Set-Cookie", "upstream=kept; Path=/")
+        if request.query_params.get("plant"):
+            response.headers.append("Set-Cookie", f"{request.query_params['plant']}=planted; Path=/")
+        return response
 
     async def slow(request: Request) -> Response:
         await asyncio.sleep(float(request.query_params.get("s", "5")))
