@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 from websockets.asyncio.client import connect
+from websockets.typing import Origin
 
 from tests.support.asgi_server import ServerThread
 from tests.support.stack import Stack
@@ -50,7 +51,7 @@ def test_websocket_echo_carries_the_token_and_closes_when_the_session_ends(ws_st
 
     async def scenario() -> int | None:
         url = ws_stack.url.replace("http", "ws") + "/ws/socket"
-        async with connect(url, additional_headers=headers, origin=ws_stack.url) as socket:
+        async with connect(url, additional_headers=headers, origin=Origin(ws_stack.url)) as socket:
             hello = json.loads(await socket.recv())
             assert hello["authorization"].startswith("Bearer ")
             assert hello["cookie"] is None
@@ -74,7 +75,7 @@ def test_websocket_from_a_foreign_origin_is_refused(ws_stack: Stack) -> None:
     async def scenario() -> None:
         url = ws_stack.url.replace("http", "ws") + "/ws/socket"
         with pytest.raises(websockets.InvalidStatus) as refused:
-            async with connect(url, additional_headers=headers, origin="https://evil.example"):
+            async with connect(url, additional_headers=headers, origin=Origin("https://evil.example")):
                 pass
         assert refused.value.response.status_code == 403
 
@@ -85,7 +86,7 @@ def test_websocket_without_a_session_is_refused(ws_stack: Stack) -> None:
     async def scenario() -> None:
         url = ws_stack.url.replace("http", "ws") + "/ws/socket"
         with pytest.raises(websockets.InvalidStatus):
-            async with connect(url, origin=ws_stack.url):
+            async with connect(url, origin=Origin(ws_stack.url)):
                 pass
 
     asyncio.run(scenario())
