@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from bff.errors import ConfigError
 
@@ -25,6 +25,10 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_SCOPES = ("openid", "profile", "email", "offline_access")
 BINDINGS = frozenset({"user-agent", "ip"})
 LOG_FORMATS = frozenset({"json", "console"})
+RESERVED_AUTH_PARAMS = frozenset({
+    "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge",
+    "code_challenge_method", "response_mode", "request", "request_uri",
+})
 DEMO_SECRET = "demo-only-secret-not-for-production-use-0123456789"
 
 
@@ -70,6 +74,7 @@ class Settings:
     max_header_size: int = 16384
     max_cookie_size: int = 8192
     websocket_check_interval: int = 5
+    extra_auth_params: tuple[tuple[str, str], ...] = ()
     demo: bool = False
 
     @property
@@ -320,6 +325,10 @@ def load_settings(env: Mapping[str, str], *, demo: bool = False) -> Settings:
     max_header = read.integer("BFF_MAX_HEADER_SIZE", 16384, minimum=1024)
     max_cookie = read.integer("BFF_MAX_COOKIE_SIZE", 8192, minimum=256)
     ws_check = read.integer("BFF_WEBSOCKET_CHECK_INTERVAL", 5, minimum=1)
+    extra_params = tuple(parse_qsl(read.text("BFF_EXTRA_AUTH_PARAMS") or "", keep_blank_values=False))
+    for name, _ in extra_params:
+        if name in RESERVED_AUTH_PARAMS:
+            problems.append(f"BFF_EXTRA_AUTH_PARAMS must not set {name!r}: bff sets it itself")
 
     secure = public_url.startswith("https://")
     cookie_name = read.text("BFF_COOKIE_NAME") or ("__Host-bff" if secure else "bff")
@@ -386,5 +395,6 @@ def load_settings(env: Mapping[str, str], *, demo: bool = False) -> Settings:
         max_header_size=max_header,
         max_cookie_size=max_cookie,
         websocket_check_interval=ws_check,
+        extra_auth_params=extra_params,
         demo=demo,
     )

@@ -75,7 +75,8 @@ async def login(request: Request) -> Response:
         state=random_token(), nonce=random_token(), code_verifier=verifier,
         return_to=return_to, browser=_browser_hash(browser_id), created_at=res.clock(),
     )
-    extra = {k: v for k in PASS_THROUGH if (v := request.query_params.get(k)) and len(v) <= 256}
+    extra = dict(settings.extra_auth_params)
+    extra.update({k: v for k in PASS_THROUGH if (v := request.query_params.get(k)) and len(v) <= 256})
     try:
         url = await res.oidc.authorization_url(
             state=tx.state, nonce=tx.nonce, code_challenge=s256_challenge(verifier), extra=extra

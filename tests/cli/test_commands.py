@@ -75,3 +75,10 @@ def test_check_fails_clearly_when_redis_and_provider_are_down(tmp_path: Path) ->
     assert result.returncode == 1
     assert "FAIL" in result.stdout and "redis" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_extra_auth_params_cannot_override_protocol_parameters(tmp_path: Path) -> None:
+    result = run("check", env={"BFF_EXTRA_AUTH_PARAMS": "redirect_uri=https://evil.example"},
+                 cwd=tmp_path)
+    assert result.returncode == 2
+    assert "BFF_EXTRA_AUTH_PARAMS must not set 'redirect_uri'" in result.stderr

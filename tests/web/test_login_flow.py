@@ -184,3 +184,10 @@ def test_login_passes_sign_up_and_hints_on_only_when_the_provider_supports_them(
         query = parse_qs(urlsplit(response.headers["location"]).query)
         assert query["login_hint"] == ["alice"]
         assert query.get("prompt") == expected
+
+
+def test_extra_authorization_parameters_are_sent_to_the_provider(make_stack) -> None:
+    stack = make_stack(BFF_EXTRA_AUTH_PARAMS="access_type=offline&audience=https://api.example")
+    response = stack.browser().get("/bff/login")
+    query = parse_qs(urlsplit(response.headers["location"]).query)
+    assert query["access_type"] == ["offline"] and query["audience"] == ["https://api.example"]
