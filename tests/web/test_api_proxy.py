@@ -209,3 +209,19 @@ def test_rotation_with_two_instances_under_traffic_gives_no_401(
     assert statuses and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
     assert grants >= 10  # a refresh about every two seconds, each rotating the refresh token
     assert stack_a.provider.stats()["grant_errors"] == []
+
+
+def test_upstream_401_makes_one_refresh_and_one_retry(api_stack: Stack, upstream) -> None:
+    _, log = upstream
+    browser = api_stack.browser()
+    api_stack.login(browser)
+    first = api_stack.api(browser, "GET", "/api/x")
+    old = _headers(first)["authorization"][7:]
+    log.rejected_tokens.add(old)
+    api_stack.provider.reset_stats()
+    response = api_stack.api(browser, "POST", "/api/x", json={"small": "body"})
+    assert response.status_code == 200
+    assert _headers(response)["authorization"][7:] != old
+    assert response.json()["body_length"] == len(b'{"small":"body"}')
+    assert api_stack.provider.stats()["grants"]["refresh_token"] == 1
+    assert log.bearers[-2:] == [old, _headers(response)["authorization"][7:]]
