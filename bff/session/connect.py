@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -17,6 +18,26 @@ _CLIENT_OPTIONS: dict[str, Any] = {
     "socket_connect_timeout": 2.0,
     "health_check_interval": 15,
 }
+
+
+class _ClusterClient(RedisCluster):
+    """RedisCluster that (re)discovers the cluster's layout before any command goes out.
+
+    redis-py's client, when many commands arrive before its first discovery (a
+    fresh gateway under traffic, or the first requests after a node came back),
+    can hand one connection to two commands and fail them with AttributeError.
+    Holding every command until the layout is known avoids that.
+    """
+
+    _bff_init_lock: asyncio.Lock | None = None
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._initialize:
+            if self._bff_init_lock is None:
+                self._bff_init_lock = asyncio.Lock()
+            async with self._bff_init_lock:
+                await self.initialize()
+        return await super().execute_command(*args, **kwargs)
 
 
 def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
@@ -46,7 +67,7 @@ def redis_from_url(url: str) -> AnyRedis:
     query = parse_qs(parts.query)
     if parts.scheme == "redis+cluster":
         nodes = [ClusterNode(host, port) for host, port in _hosts(parts.netloc, 6379)]
-        return RedisCluster(
+        return _ClusterClient(
             startup_nodes=nodes, username=username, password=password,
             require_full_coverage=True, **_CLIENT_OPTIONS,
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -33,6 +34,7 @@ from bff.session.model import FORMAT_VERSION, LoginTransaction, Session
 from bff.session.store import NewSession
 
 AnyRedis = Redis | RedisCluster
+log = logging.getLogger("bff.store")
 
 _CREATE = """
 redis.call('DEL', KEYS[1])
@@ -110,11 +112,19 @@ def login_key(state: str) -> str:
 
 @asynccontextmanager
 async def guarded(action: str) -> AsyncIterator[None]:
-    """Turn every Redis or socket failure into StoreUnavailable (the 503 path)."""
+    """Turn every Redis or socket failure into StoreUnavailable (the 503 path).
+
+    Anything else raised inside the Redis client (its own bugs under failover
+    races, e.g. an AttributeError on a connection another task just closed) is
+    logged with its traceback and also answered as a retryable 503, not a 500.
+    """
     try:
         yield
     except (RedisError, OSError) as exc:
         raise StoreUnavailable(f"session store unavailable during {action}: {type(exc).__name__}") from exc
+    except Exception as exc:
+        log.error("session store client failed during %s", action, exc_info=True)
+        raise StoreUnavailable(f"session store client failed during {action}: {type(exc).__name__}") from exc
 
 
 def _text(raw: Mapping[bytes, bytes], name: str, default: str = "") -> str:
