@@ -17,7 +17,7 @@ from bff.config import Settings
 from bff.resources import Resources, open_resources
 from bff.web import login, logout, ops, sessions
 from bff.web.gateway import Gateway
-from bff.web.guards import CsrfGuard, ErrorBoundary
+from bff.web.guards import CsrfGuard, ErrorBoundary, failure_response
 from bff.web.responses import error_json
 
 
@@ -66,9 +66,15 @@ class BffApp:
         self.clock = clock
         self.resources: Resources | None = None
         self._stack: ASGIApp | None = None
+
+        async def failure(request: Request, exc: Exception) -> Response:
+            # Starlette answers an endpoint's exception itself, then re-raises it to
+            # ErrorBoundary (which logs and counts it): give the contract's answer.
+            return failure_response(request.scope, exc, settings)
+
         self.router = Starlette(
             routes=build_routes(settings.base_path, extra_routes),
-            exception_handlers={404: _not_found, 405: _not_allowed},
+            exception_handlers={404: _not_found, 405: _not_allowed, Exception: failure},
             lifespan=self._lifespan,
         )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -41,6 +41,12 @@ class Resources:
     metrics: Metrics
     provider_http: httpx.AsyncClient
     clock: Callable[[], float]
+    # One connection pool per route prefix: a slow upstream holding all of its
+    # connections cannot make the other routes queue for one.
+    route_forwarders: dict[str, Forwarder] = field(default_factory=dict)
+
+    def forwarder_for(self, prefix: str) -> Forwarder:
+        return self.route_forwarders.get(prefix, self.forwarder)
 
 
 @contextlib.asynccontextmanager
@@ -84,14 +90,20 @@ async def open_resources(
     )
     forwarder = Forwarder.create()
     forwarder.protected_cookies = (settings.cookie_name, settings.login_cookie_name)
+    route_forwarders = {route.prefix: Forwarder.create() for route in settings.routes}
+    for each in route_forwarders.values():
+        each.protected_cookies = forwarder.protected_cookies
     try:
         yield Resources(
             settings=settings, redis=redis, store=store, sessions=sessions, oidc=oidc,
             metadata=metadata, refresher=refresher, forwarder=forwarder,
             login_signer=CookieSigner(settings.session_secrets, salt="bff.login"),
             metrics=metrics, provider_http=provider_http, clock=clock,
+            route_forwarders=route_forwarders,
         )
     finally:
+        for each in route_forwarders.values():
+            await each.aclose()
         await forwarder.aclose()
         await provider_http.aclose()
         with contextlib.suppress(Exception):

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 from joserfc.jwk import KeySet
 
-from bff.errors import OAuthError, ProviderError, TokenValidationError
+from bff.errors import OAuthError, ProviderError, ProviderUnavailable, TokenValidationError
 
 from ._http import (
     DEFAULT_TIMEOUT,
@@ -145,15 +145,19 @@ class OidcClient:
         headers = apply_client_auth(method, self.client_id, self._client_secret, form)
         headers["Accept"] = "application/json"
         what = f"token endpoint ({form['grant_type']})"
-        response = await send(
-            self._http,
-            "POST",
-            meta.token_endpoint,
-            what=what,
-            time_limit=self._timeout,
-            data=form,
-            headers=headers,
-        )
+        try:
+            response = await send(
+                self._http,
+                "POST",
+                meta.token_endpoint,
+                what=what,
+                time_limit=self._timeout,
+                data=form,
+                headers=headers,
+            )
+        except ProviderUnavailable:
+            self.metadata.note_unreachable()
+            raise
         raise_for_oauth_error(response, what)
         return TokenResponse.from_json(json_object(response, what))
 

@@ -9,6 +9,7 @@ unless the issuer itself is plain http (local development).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bff.errors import ProviderError
+from bff.errors import ProviderError, ProviderUnavailable
 
 from ._http import DEFAULT_TIMEOUT, json_object, send
 from ._singleflight import SingleFlight
@@ -143,12 +144,44 @@ class MetadataCache:
         self._value: ProviderMetadata | None = None
         self._next_fetch = 0.0
         self._flight: SingleFlight[ProviderMetadata] = SingleFlight()
+        self._last_ok = -math.inf
+        self._down_until = -math.inf
+        self._probe_flight: SingleFlight[ProviderMetadata] = SingleFlight()
 
     async def get(self) -> ProviderMetadata:
         """The current metadata; raises ProviderError only when nothing is cached yet."""
         if self._value is not None and self._clock() < self._next_fetch:
             return self._value
         return await self._flight.run(self._refresh)
+
+    async def ensure_reachable(
+        self, *, max_age: float = 2.0, time_limit: float = 3.0, down_for: float = 1.0
+    ) -> ProviderMetadata:
+        """The metadata, but only if the provider answered within ``max_age`` seconds or does now.
+
+        For sending a browser to the provider: a cached document says nothing
+        about whether the provider is up. Raises ProviderUnavailable (without
+        asking again for ``down_for`` seconds) or ProviderError.
+        """
+        now = self._clock()
+        if self._value is not None and now - self._last_ok < max_age:
+            return self._value
+        if now < self._down_until:
+            raise ProviderUnavailable("provider discovery: unreachable a moment ago")
+        return await self._probe_flight.run(lambda: self._probe(time_limit, down_for))
+
+    def note_unreachable(self) -> None:
+        """Another call just failed to reach the provider: the next ``ensure_reachable`` asks."""
+        self._last_ok = -math.inf
+
+    async def _probe(self, time_limit: float, down_for: float) -> ProviderMetadata:
+        try:
+            value = await self._fetch(time_limit)
+        except ProviderUnavailable:
+            self._down_until = self._clock() + down_for
+            raise
+        self._store(value)
+        return value
 
     async def _refresh(self) -> ProviderMetadata:
         try:
@@ -159,14 +192,19 @@ class MetadataCache:
             log.warning("provider metadata refresh failed, serving the cached copy: %s", exc)
             self._next_fetch = self._clock() + self._retry_interval
             return self._value
-        self._value = value
-        self._next_fetch = self._clock() + self._ttl
+        self._store(value)
         return value
 
-    async def _fetch(self) -> ProviderMetadata:
+    def _store(self, value: ProviderMetadata) -> None:
+        self._value = value
+        self._next_fetch = self._clock() + self._ttl
+        self._last_ok = self._clock()
+
+    async def _fetch(self, time_limit: float | None = None) -> ProviderMetadata:
         what = "provider discovery"
         response = await send(
-            self._http, "GET", discovery_url(self.issuer), what=what, time_limit=self._timeout
+            self._http, "GET", discovery_url(self.issuer), what=what,
+            time_limit=time_limit if time_limit is not None else self._timeout,
         )
         if response.status_code != 200:
             raise ProviderError(f"{what}: HTTP {response.status_code} from {response.url}")

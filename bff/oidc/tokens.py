@@ -90,12 +90,16 @@ def _check_times(claims: dict[str, Any], now: float, leeway: int, exp_required: 
     exp = required_time(claims, "exp") if exp_required else optional_time(claims, "exp")
     iat = required_time(claims, "iat")
     nbf = optional_time(claims, "nbf")
+    # Messages give the offsets: they are how an operator spots clocks that drifted apart.
     if exp is not None and exp <= now - leeway:
-        raise TokenValidationError("expired", "the token has expired")
+        raise TokenValidationError(
+            "expired", f"the token expired {now - exp:.0f}s ago (tolerance {leeway}s)")
     if iat > now + leeway:
-        raise TokenValidationError("issued_in_future", "iat is in the future")
+        raise TokenValidationError(
+            "issued_in_future", f"iat is {iat - now:.0f}s in the future (tolerance {leeway}s)")
     if nbf is not None and nbf > now + leeway:
-        raise TokenValidationError("not_yet_valid", "nbf is in the future")
+        raise TokenValidationError(
+            "not_yet_valid", f"nbf is {nbf - now:.0f}s in the future (tolerance {leeway}s)")
 
 
 def _check_age(iat: int, now: float, leeway: int, max_age: int | None) -> None:

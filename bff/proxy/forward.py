@@ -27,6 +27,10 @@ RawHeaders = list[tuple[bytes, bytes]]
 Content = bytes | RequestBody | None
 # Status returned by ``Forwarder.http`` when the browser left before any response was sent.
 CLIENT_CLOSED = 499
+# A length-delimited body up to this size is relayed without a disconnect watcher: the
+# upstream has already sized it, so a browser that leaves cannot hold the upstream
+# connection open for long, and most API answers skip a task and a cancel scope each.
+UNWATCHED_BODY_LIMIT = 64 * 1024
 
 
 class Forwarder:
@@ -173,16 +177,20 @@ async def _relay_response(
             "status": response.status_code,
             "headers": inbound_headers(response.headers.raw, protected_cookies),
         })
-        async with anyio.create_task_group() as group:
-
-            async def watch_disconnect() -> None:
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                group.cancel_scope.cancel()
-
-            group.start_soon(watch_disconnect)
+        length = content_length(response.headers.raw)
+        if length is not None and length <= UNWATCHED_BODY_LIMIT:
             complete = await _pump(response, send)
-            group.cancel_scope.cancel()
+        else:
+            async with anyio.create_task_group() as group:
+
+                async def watch_disconnect() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    group.cancel_scope.cancel()
+
+                group.start_soon(watch_disconnect)
+                complete = await _pump(response, send)
+                group.cancel_scope.cancel()
         if complete:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         # Otherwise return without finishing: the server closes the connection, so the

@@ -119,7 +119,7 @@ class Gateway:
         if websocket:
             ws_url = "ws" + url[4:] if url.startswith("http") else url
             key = session.key if session is not None else None
-            await self.forwarder.websocket(
+            await self.res.forwarder_for(route.prefix).websocket(
                 scope, receive, send, url=ws_url, headers=headers,
                 session_alive=lambda: self._alive(key),
                 check_interval=self.settings.websocket_check_interval,
@@ -135,7 +135,7 @@ class Gateway:
                 return None
             return again.access_token
 
-        return await self.forwarder.http(
+        return await self.res.forwarder_for(route.prefix).http(
             scope, receive, send, url=url, headers=headers, timeout=route.timeout,
             max_body_size=route.max_body_size,
             retry_unauthorized=retry_unauthorized if fresh is not None else None,

@@ -11,6 +11,7 @@ import hmac
 import logging
 import secrets
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bff.config import Settings
@@ -24,6 +25,14 @@ log = logging.getLogger("bff.web")
 # navigations, or server-to-server like the back-channel logout).
 OPS_PATHS = ("/healthz", "/readyz", "/metrics")
 CSRF_EXEMPT = ("/bff/login", "/bff/callback", "/bff/backchannel-logout")
+# On every answer of the gateway's own endpoints unless the endpoint set its own
+# (the HTML error pages carry a CSP that also allows their inline style).
+OWN_HEADERS = (
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+)
 
 
 def _request_id(scope: Scope) -> str:
@@ -51,16 +60,6 @@ class ErrorBoundary:
         scope["bff.request_id"] = rid
         path: str = scope.get("path", "")
         own = path.startswith(self.settings.base_path + "/bff/") or path in OPS_PATHS
-        size = sum(len(k) + len(v) + 4 for k, v in scope.get("headers", ()))
-        if size > self.settings.max_header_size:
-            await self._reject(scope, send, 431, "headers_too_large",
-                               "The request's headers are too large.")
-            return
-        for key, value in scope.get("headers", ()):
-            if key == b"cookie" and len(value) > self.settings.max_cookie_size:
-                await self._reject(scope, send, 431, "headers_too_large",
-                                   "The request's cookies are too large.")
-                return
         started = False
 
         async def send_wrapper(message: Message) -> None:
@@ -73,41 +72,38 @@ class ErrorBoundary:
                 if own:
                     if b"cache-control" not in names:
                         headers.append((b"cache-control", b"no-store"))
-                    for name, value in (
-                        (b"x-content-type-options", b"nosniff"),
-                        (b"referrer-policy", b"no-referrer"),
-                        (b"x-frame-options", b"DENY"),
-                    ):
+                    for name, value in OWN_HEADERS:
                         if name not in names:
                             headers.append((name, value))
                 message = {**message, "headers": headers}
             await send(message)
 
+        size = sum(len(k) + len(v) + 4 for k, v in scope.get("headers", ()))
+        if size > self.settings.max_header_size:
+            await self._reject(scope, send_wrapper, 431, "headers_too_large",
+                               "The request's headers are too large.")
+            return
+        for key, value in scope.get("headers", ()):
+            if key == b"cookie" and len(value) > self.settings.max_cookie_size:
+                await self._reject(scope, send_wrapper, 431, "headers_too_large",
+                                   "The request's cookies are too large.")
+                return
         try:
             await self.app(scope, receive, send_wrapper)
-        except StoreUnavailable as exc:
+        except Exception as exc:
+            self._note(exc, rid, path)
+            if not started:
+                await self._reject(scope, send_wrapper, *describe_failure(exc))
+
+    def _note(self, exc: Exception, rid: str, path: str) -> None:
+        if isinstance(exc, StoreUnavailable):
             self.metrics.store_errors.inc()
             log.warning("session store unavailable: %s", exc, extra={"request_id": rid})
-            if not started:
-                await self._reject(scope, send, 503, "unavailable",
-                                   "The session store is temporarily unreachable. Please retry.",
-                                   {"Retry-After": "2"})
-        except ProviderUnavailable as exc:
+        elif isinstance(exc, ProviderUnavailable):
             self.metrics.provider_errors.labels("request").inc()
             log.warning("provider unavailable: %s", exc, extra={"request_id": rid})
-            if not started:
-                await self._reject(scope, send, 503, "unavailable",
-                                   "The identity provider is temporarily unreachable. Please retry.",
-                                   {"Retry-After": "5"})
-        except SessionEnded:
-            if not started:
-                await self._reject(scope, send, 401, "unauthenticated",
-                                   "Your session has ended. Please sign in again.")
-        except Exception:
-            log.exception("unhandled error", extra={"request_id": rid, "path": path})
-            if not started:
-                await self._reject(scope, send, 500, "internal_error",
-                                   "Something went wrong in the gateway.")
+        elif not isinstance(exc, SessionEnded):
+            log.error("unhandled error", exc_info=exc, extra={"request_id": rid, "path": path})
 
     async def _reject(self, scope: Scope, send: Send, status: int, error: str, detail: str,
                       headers: dict[str, str] | None = None) -> None:
@@ -117,6 +113,33 @@ class ErrorBoundary:
         response = error_response(scope, status, error, detail, headers,
                                   csrf_header=self.settings.csrf_header)
         await response(scope, _no_receive, send)
+
+
+Failure = tuple[int, str, str, dict[str, str] | None]
+
+
+def describe_failure(exc: BaseException) -> Failure:
+    """The contract's answer for an exception that reached the edge of the app."""
+    if isinstance(exc, StoreUnavailable):
+        return (503, "unavailable", "The session store is temporarily unreachable. Please retry.",
+                {"Retry-After": "2"})
+    if isinstance(exc, ProviderUnavailable):
+        return (503, "unavailable",
+                "The identity provider is temporarily unreachable. Please retry.", {"Retry-After": "5"})
+    if isinstance(exc, SessionEnded):
+        return 401, "unauthenticated", "Your session has ended. Please sign in again.", None
+    return 500, "internal_error", "Something went wrong in the gateway.", None
+
+
+def failure_response(scope: Scope, exc: BaseException, settings: Settings) -> Response:
+    """``describe_failure`` as a response (JSON, or a page for navigations).
+
+    Starlette's outermost middleware answers any exception from an endpoint with
+    its own plain-text 500 before re-raising it; the app registers this as its
+    handler so endpoints get the same answers as ErrorBoundary gives elsewhere.
+    """
+    status, error, detail, headers = describe_failure(exc)
+    return error_response(scope, status, error, detail, headers, csrf_header=settings.csrf_header)
 
 
 async def _no_receive() -> Message:

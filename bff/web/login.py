@@ -36,6 +36,8 @@ from bff.web.responses import NO_STORE, error_response
 log = logging.getLogger("bff.login")
 
 LOGIN_TTL = 600
+# ID token rules that fail when the gateway's and the provider's clocks disagree.
+CLOCK_REASONS = frozenset({"expired", "issued_in_future", "not_yet_valid"})
 PASS_THROUGH = ("prompt", "login_hint", "ui_locales", "acr_values", "max_age")
 # Claims about the token itself, not the user: kept out of /bff/user.
 PROTOCOL_CLAIMS = frozenset(
@@ -78,6 +80,9 @@ async def login(request: Request) -> Response:
     extra = dict(settings.extra_auth_params)
     extra.update({k: v for k in PASS_THROUGH if (v := request.query_params.get(k)) and len(v) <= 256})
     try:
+        # Never send the browser to a provider that is down: a cached discovery
+        # document would build the URL all the same.
+        await res.metadata.ensure_reachable()
         url = await res.oidc.authorization_url(
             state=tx.state, nonce=tx.nonce, code_challenge=s256_challenge(verifier), extra=extra
         )
@@ -172,6 +177,10 @@ async def _complete(request: Request) -> Response:
         id_claims = await res.oidc.validate_id_token(tokens.id_token, tx.nonce)
         userinfo = await res.oidc.userinfo(tokens.access_token)
     except TokenValidationError as exc:
+        if exc.reason in CLOCK_REASONS:
+            log.warning("ID token refused: %s; the clocks of this gateway and the identity "
+                        "provider differ by more than BFF_CLOCK_SKEW=%ss (check NTP on both)",
+                        exc, settings.clock_skew)
         raise LoginError(f"id_token_{exc.reason}", "The identity provider's ID token was not "
                          "valid.") from exc
     except OAuthError as exc:

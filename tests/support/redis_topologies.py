@@ -223,6 +223,10 @@ class SentinelSet:
                 self.server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
                 "--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0", *extra,
             ])
+        # Replica first: a sentinel's first INFO of the primary then already lists it
+        # (it would otherwise take the next INFO, ten seconds later).
+        wait_for(servers, "replication link", lambda: self.cli("replica").info("replication")
+                 .get("master_link_status") == "up")
         for index, port in enumerate(self.sentinel_ports):
             directory = self.tmp_path / f"sentinel{index}"
             directory.mkdir()
@@ -236,8 +240,6 @@ class SentinelSet:
                 encoding="utf-8",
             )
             servers.start(f"sentinel{index}", [self.server, str(conf), "--sentinel"])
-        wait_for(servers, "replication link", lambda: self.cli("replica").info("replication")
-                 .get("master_link_status") == "up")
 
         def discovered(index: int) -> Callable[[], bool]:
             def check() -> bool:
@@ -297,8 +299,8 @@ class _AllPrimaries:
         self._client = client
 
     def keys(self, pattern: str = "*") -> list[bytes]:
-        found: list[bytes] = self._client.keys(pattern, target_nodes=redis.RedisCluster.PRIMARIES)
-        return found
+        found = self._client.keys(pattern, target_nodes=redis.RedisCluster.PRIMARIES)
+        return [k if isinstance(k, bytes) else str(k).encode() for k in found]
 
     def flushall(self) -> Any:
         return self._client.flushall(target_nodes=redis.RedisCluster.PRIMARIES)
