@@ -68,7 +68,8 @@ class Gateway:
         if route.csrf or websocket:
             problem = csrf_problem(scope, self.settings, websocket=websocket)
             if problem is not None:
-                if not websocket and route.token == "required" and self._navigation_without_session(scope):
+                if (not websocket and route.token == "required"
+                        and await self._navigation_without_session(scope)):
                     return await self._redirect_to_login(scope, send)
                 log.info("csrf rejected on %s: %s", route.prefix, problem)
                 return await self._deny(scope, send, 403, "csrf",
@@ -144,10 +145,19 @@ class Gateway:
     def _cookie(self, scope: Scope) -> str | None:
         return read_cookie(header(scope, b"cookie"), self.settings.cookie_name)
 
-    def _navigation_without_session(self, scope: Scope) -> bool:
-        if not wants_html(scope, self.settings.csrf_header):
+    async def _navigation_without_session(self, scope: Scope) -> bool:
+        """A top-level GET without a live session: it goes to the login, not to a 403.
+
+        Only safe methods qualify, and nothing is proxied either way: the store is
+        read just to choose between the login redirect and the CSRF refusal.
+        """
+        if scope.get("method") not in ("GET", "HEAD") or not wants_html(scope, self.settings.csrf_header):
             return False
-        return self.res.sessions.key_from_cookie(self._cookie(scope)) is None
+        cookie = self._cookie(scope)
+        if self.res.sessions.key_from_cookie(cookie) is None:
+            return True
+        who = client_info(scope, self.settings.trusted_proxies, scope.get("bff.request_id", ""))
+        return await self.res.sessions.load(cookie, who) is None
 
     async def _alive(self, key: str | None) -> bool:
         if key is None:

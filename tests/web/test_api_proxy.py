@@ -71,6 +71,17 @@ def test_api_call_without_session_is_401_json_and_navigation_is_sent_to_login(ap
     assert page.headers["location"] == "/bff/login?returnTo=%2Fapi%2Fthings%3Fa%3Db"
 
 
+def test_navigation_with_an_ended_session_is_sent_to_login_not_refused(api_stack: Stack) -> None:
+    browser = api_stack.browser()
+    api_stack.login(browser)
+    navigation = {"Accept": "text/html", "Sec-Fetch-Mode": "navigate"}
+    assert browser.get("/api/page", headers=navigation).status_code == 403  # live session: no CSRF header
+    api_stack.clock.advance(api_stack.settings.idle_timeout + 1)
+    page = browser.get("/api/page", headers=navigation)
+    assert page.status_code == 302
+    assert page.headers["location"] == "/bff/login?returnTo=%2Fapi%2Fpage"
+
+
 def test_api_call_without_csrf_header_is_403_before_the_store_is_touched(api_stack: Stack) -> None:
     browser = api_stack.browser()
     api_stack.login(browser)
