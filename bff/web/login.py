@@ -26,6 +26,7 @@ from bff.errors import (
 )
 from bff.logs import audit
 from bff.oidc.pkce import new_verifier, random_token, s256_challenge
+from bff.resources import Resources
 from bff.session.cookies import delete_cookie_header, read_cookie, set_cookie_header
 from bff.session.model import LoginTransaction
 from bff.session.store import NewSession
@@ -170,6 +171,7 @@ async def _complete(request: Request) -> Response:
         raise LoginError("foreign_state", "This sign-in was started in another browser.")
     if not code or len(code) > 2048:
         raise LoginError("missing_code", "The sign-in response has no authorization code.")
+    await _check_response_issuer(res, _single(params, "iss"))
     try:
         tokens = await res.oidc.exchange_code(code, tx.code_verifier)
         if not tokens.id_token:
@@ -219,6 +221,21 @@ async def _complete(request: Request) -> Response:
                           max_age=settings.absolute_timeout),
     )
     return response
+
+
+async def _check_response_issuer(res: Resources, iss: str | None) -> None:
+    """RFC 9207: an ``iss`` in the authorization response must be our issuer (mix-up defence).
+
+    When the provider says it always sends one, its absence is refused too.
+    """
+    if iss is not None:
+        if not secrets.compare_digest(iss.encode(), res.settings.issuer.encode()):
+            raise LoginError("issuer_mismatch", "The sign-in response came from another identity "
+                             "provider.")
+        return
+    meta = await res.oidc.metadata.get()
+    if meta.raw.get("authorization_response_iss_parameter_supported") is True:
+        raise LoginError("missing_issuer", "The sign-in response does not name its identity provider.")
 
 
 def clear_session_cookie(response: Response, request: Request) -> None:

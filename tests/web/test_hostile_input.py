@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, quote, urlencode, urlsplit
 
 import pytest
 
@@ -135,3 +135,32 @@ def test_many_pending_logins_never_pile_up_cookies(stack: Stack) -> None:
     for _ in range(25):
         assert browser.get("/bff/login").status_code == 302
     assert len(list(browser.cookies.jar)) == 1
+
+
+def _callback_with(final: str, iss: str | None) -> str:
+    parts = urlsplit(final)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "iss"]
+    if iss is not None:
+        query.append(("iss", iss))
+    return parts._replace(query=urlencode(query)).geturl()
+
+
+def test_callback_naming_another_issuer_is_refused(stack: Stack) -> None:
+    """RFC 9207 mix-up defence: the authorization response's iss must be our provider."""
+    browser = stack.browser()
+    start = browser.get("/bff/login")
+    final = follow_login(browser, start.headers["location"])
+    assert parse_qs(urlsplit(final).query)["iss"] == [stack.provider.issuer]
+    response = browser.get(_callback_with(final, "https://evil.example"),
+                           headers={"Accept": "application/json"})
+    assert response.status_code == 400
+    assert not any(c.startswith("bff=") for c in _cookies(response))
+
+
+def test_callback_without_iss_is_refused_when_the_provider_always_sends_it(stack: Stack) -> None:
+    assert stack.provider.discovery()["authorization_response_iss_parameter_supported"] is True
+    browser = stack.browser()
+    start = browser.get("/bff/login")
+    final = follow_login(browser, start.headers["location"])
+    response = browser.get(_callback_with(final, None), headers={"Accept": "application/json"})
+    assert response.status_code == 400
