@@ -99,11 +99,18 @@ class SessionService:
             await self.store.touch(session, now=now)
         return session
 
-    def _ended_reason(self, session: Session, client: ClientInfo, now: float) -> str | None:
+    def timed_out(self, session: Session, now: float) -> str | None:
+        """``absolute_timeout`` or ``idle_timeout`` when the session is over at ``now``, else None."""
         if now >= session.expires_at:
             return "absolute_timeout"
         if now - session.last_seen > self.idle_timeout:
             return "idle_timeout"
+        return None
+
+    def _ended_reason(self, session: Session, client: ClientInfo, now: float) -> str | None:
+        timeout = self.timed_out(session, now)
+        if timeout is not None:
+            return timeout
         if "user-agent" in self.binding and client.user_agent != session.user_agent:
             return "binding_user_agent"
         if "ip" in self.binding and client.ip != session.ip:

@@ -15,7 +15,7 @@ from urllib.parse import quote
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bff.config import Route
-from bff.errors import SessionEnded
+from bff.errors import SessionEnded, StoreUnavailable
 from bff.proxy.forward import Forwarder
 from bff.proxy.headers import outbound_headers
 from bff.proxy.paths import UnsafePath, join_upstream, strip_raw_prefix
@@ -164,12 +164,9 @@ class Gateway:
             return True
         try:
             session = await self.res.store.get(key)
-        except Exception:  # a store outage does not end the socket; the next check decides
+        except StoreUnavailable:  # a store outage does not end the socket; the next check decides
             return True
-        if session is None:
-            return False
-        now = self.res.clock()
-        return now < session.expires_at and now - session.last_seen <= self.settings.idle_timeout
+        return session is not None and self.res.sessions.timed_out(session, self.res.clock()) is None
 
     async def _redirect_to_login(self, scope: Scope, send: Send) -> int:
         path = scope.get("raw_path") or scope["path"].encode()

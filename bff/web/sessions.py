@@ -60,7 +60,7 @@ async def list_sessions(request: Request) -> Response:
     now = res.clock()
     live = [
         s for s in await res.store.list_for_user(current.sub)
-        if s.expires_at > now and now - s.last_seen <= res.settings.idle_timeout
+        if res.sessions.timed_out(s, now) is None
     ]
     live.sort(key=lambda s: s.created_at)
     return JSONResponse({"sessions": [_describe(s, current) for s in live]}, headers=NO_STORE)
