@@ -59,7 +59,10 @@ def resolve_origin(scope: Scope, proxies: Sequence[Network], default_scheme: str
     )
 
 
-def client_info(scope: Scope, proxies: Sequence[Network], request_id: str = "") -> ClientInfo:
-    origin = resolve_origin(scope, proxies, "http")
+def client_info(
+    scope: Scope, proxies: Sequence[Network], request_id: str = "", origin: Origin | None = None
+) -> ClientInfo:
+    """Address (via ``origin`` when already resolved), user agent and request id."""
+    origin = origin or resolve_origin(scope, proxies, "http")
     user_agent = (header(scope, b"user-agent") or "")[:512]
     return ClientInfo(ip=origin.ip, user_agent=user_agent, request_id=request_id)

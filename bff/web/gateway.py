@@ -86,9 +86,10 @@ class Gateway:
                                     "The request path is not allowed.")
         fresh: Fresh | None = None
         session: Session | None = None
+        origin = resolve_origin(scope, self.settings.trusted_proxies, "http")
         if route.token != "none" or route.pass_user_headers:
             who = client_info(scope, self.settings.trusted_proxies,
-                              scope.get("bff.request_id", ""))
+                              scope.get("bff.request_id", ""), origin)
             session = await self.res.sessions.load(self._cookie(scope), who)
             if session is None and route.token == "required":
                 if not websocket and wants_html(scope, self.settings.csrf_header):
@@ -103,7 +104,6 @@ class Gateway:
                         return await self._deny(scope, send, 401, "unauthenticated",
                                                 "Your session has ended. Please sign in again.")
                     session = None
-        origin = resolve_origin(scope, self.settings.trusted_proxies, "http")
         user_headers = None
         if route.pass_user_headers and session is not None:
             user_headers = {"X-Forwarded-User": session.sub}
@@ -115,13 +115,12 @@ class Gateway:
             host=origin.host, trusted=origin.peer_trusted,
             request_id=scope.get("bff.request_id", ""),
             bearer=fresh.access_token if fresh else None, user_headers=user_headers,
-            strip=(self.settings.csrf_header, "cookie"),
+            strip=(self.settings.csrf_header,),
         )
         if websocket:
-            ws_url = "ws" + url[4:] if url.startswith("http") else url
             key = session.key if session is not None else None
             await self.res.forwarder_for(route.prefix).websocket(
-                scope, receive, send, url=ws_url, headers=headers,
+                scope, receive, send, url=url, headers=headers,
                 session_alive=lambda: self._alive(key),
                 check_interval=self.settings.websocket_check_interval,
             )

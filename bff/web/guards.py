@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import secrets
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bff.config import Settings
 from bff.errors import ProviderUnavailable, SessionEnded, StoreUnavailable
 from bff.metrics import Metrics
+from bff.proxy.headers import request_id
 from bff.web.responses import error_response
 
 log = logging.getLogger("bff.web")
@@ -35,15 +35,6 @@ OWN_HEADERS = (
 )
 
 
-def _request_id(scope: Scope) -> str:
-    for key, value in scope.get("headers", ()):
-        if key == b"x-request-id":
-            text = bytes(value).decode("latin-1")
-            if 0 < len(text) <= 128 and all(c.isalnum() or c in "._-" for c in text):
-                return text
-    return secrets.token_hex(16)
-
-
 class ErrorBoundary:
     """Request id, header limits, security headers, and errors in the contract's shape."""
 
@@ -56,7 +47,7 @@ class ErrorBoundary:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        rid = _request_id(scope)
+        rid = request_id(scope.get("headers", ()))
         scope["bff.request_id"] = rid
         path: str = scope.get("path", "")
         own = path.startswith(self.settings.base_path + "/bff/") or path in OPS_PATHS
