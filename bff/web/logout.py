@@ -13,6 +13,7 @@ from bff.errors import ProviderError, ProviderUnavailable, TokenValidationError
 from bff.logs import audit
 from bff.resources import Resources
 from bff.session.model import Session
+from bff.session.service import ClientInfo
 from bff.web.deps import client, resources, session_cookie
 from bff.web.endings import end_session
 from bff.web.login import clear_session_cookie
@@ -38,15 +39,20 @@ async def _logout_url(res: Resources, id_token: str | None) -> str:
     return url or target
 
 
-async def logout_post(request: Request) -> Response:
-    res = resources(request)
-    who = client(request)
-    session = await res.sessions.load(session_cookie(request), who)
+async def _end_locally(res: Resources, session: Session | None, who: ClientInfo) -> str:
+    """End the browser's own session (if any); the URL to send the browser to next."""
     id_token = None
     if session is not None:
         id_token = res.sessions.decrypt(session, "it")
         await end_session(res, session, "local", who)
-    response = JSONResponse({"logout_url": await _logout_url(res, id_token)}, headers=NO_STORE)
+    return await _logout_url(res, id_token)
+
+
+async def logout_post(request: Request) -> Response:
+    res = resources(request)
+    who = client(request)
+    session = await res.sessions.load(session_cookie(request), who)
+    response = JSONResponse({"logout_url": await _end_locally(res, session, who)}, headers=NO_STORE)
     clear_session_cookie(response, request)
     return response
 
@@ -66,18 +72,18 @@ async def logout_get(request: Request) -> Response:
               ip=who.ip, request_id=who.request_id)
         return error_page(400, "bad_request", "This logout link is not valid for your session. "
                           "Use the application's log out button instead.")
-    id_token = res.sessions.decrypt(session, "it")
-    await end_session(res, session, "local", who)
-    response = RedirectResponse(await _logout_url(res, id_token), 302, headers=NO_STORE)
+    response = RedirectResponse(await _end_locally(res, session, who), 302, headers=NO_STORE)
     clear_session_cookie(response, request)
     return response
 
 
-async def end_all(res: Resources, sessions: list[Session], reason: str, request: Request) -> int:
-    who = client(request)
+async def end_all(
+    res: Resources, sessions: list[Session], reason: str, who: ClientInfo, *, revoke: bool = True
+) -> int:
+    """End each session; how many were still live."""
     ended = 0
     for item in sessions:
-        if await end_session(res, item, reason, who):
+        if await end_session(res, item, reason, who, revoke=revoke):
             ended += 1
     return ended
 
@@ -90,7 +96,7 @@ async def logout_all(request: Request) -> Response:
         return error_json(401, "unauthenticated", "You are not signed in.")
     id_token = res.sessions.decrypt(session, "it")
     others = [s for s in await res.store.list_for_user(session.sub) if s.key != session.key]
-    ended = await end_all(res, [session, *others], "all_devices", request)
+    ended = await end_all(res, [session, *others], "all_devices", who)
     audit("logout.all_devices", session=session.key, sub=session.sub, ended=ended, ip=who.ip,
           request_id=who.request_id)
     response = JSONResponse(
@@ -134,10 +140,7 @@ async def backchannel_logout(request: Request) -> Response:
                 targets.append(session)
     else:
         targets = await res.store.list_for_user(claims.sub or "")
-    ended = 0
-    for session in targets:
-        if await end_session(res, session, "backchannel", who, revoke=False):
-            ended += 1
+    ended = await end_all(res, targets, "backchannel", who, revoke=False)
     audit("logout.backchannel_received", sub=claims.sub, provider_sid_present=bool(claims.sid),
           ended=ended, ip=who.ip, request_id=who.request_id)
     return Response(status_code=200, headers=NO_STORE)
