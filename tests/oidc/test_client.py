@@ -7,7 +7,6 @@ from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 import httpx
 import pytest
-import respx
 from joserfc.jwk import RSAKey
 
 from bff.errors import (
@@ -47,16 +46,6 @@ TOKENS = {
 }
 
 
-@pytest.fixture
-async def http():
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
-@pytest.fixture
-def router():
-    with respx.mock(assert_all_called=False) as mock:
-        yield mock
 
 
 def make_client(http, router, *, doc=None, secret="s3cret", keys=(RSA_KEY,), mono=None):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-import respx
 from joserfc.jwk import OctKey
 
 from bff.errors import ProviderError, ProviderUnavailable
@@ -12,18 +11,6 @@ from bff.oidc.jwks import JwksCache, parse_jwks
 from bff.oidc.metadata import MetadataCache
 
 from .helpers import EC_KEY, ISSUER, RSA_KEY, RSA_KEY_2, FakeClock, jwks_json, mock_provider
-
-
-@pytest.fixture
-async def http():
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
-@pytest.fixture
-def router():
-    with respx.mock(assert_all_called=False) as mock:
-        yield mock
 
 
 def test_symmetric_and_encryption_keys_are_dropped_from_the_set():

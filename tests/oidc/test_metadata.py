@@ -7,7 +7,6 @@ import logging
 
 import httpx
 import pytest
-import respx
 
 from bff.errors import ProviderError, ProviderUnavailable
 from bff.oidc.metadata import MetadataCache, discovery_url
@@ -17,16 +16,6 @@ from .helpers import ISSUER, FakeClock, discovery
 DISCO = f"{ISSUER}/.well-known/openid-configuration"
 
 
-@pytest.fixture
-async def http():
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
-@pytest.fixture
-def router():
-    with respx.mock(assert_all_called=False) as mock:
-        yield mock
 
 
 async def test_metadata_is_parsed_from_the_discovery_document(http, router):
