@@ -1,8 +1,8 @@
 """Forward one request to its upstream: stream the body out, stream the response back, close.
 
-Requests go through one pooled ``httpx.AsyncHTTPTransport`` that lives as long as the
-app. It is a transport, not an ``AsyncClient``, on purpose: a client keeps a cookie jar
-and would replay one user's upstream ``Set-Cookie`` on another user's request.
+Requests go through one ``UpstreamPool`` (bff.proxy.transport) that lives as long as
+the app: keep-alive connections, and no cookie jar, so one user's upstream
+``Set-Cookie`` is never replayed on another user's request.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import ssl
 from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
-import httpx
 from starlette.types import Receive, Scope, Send
 
 from bff.asgi import send_error_json
 from bff.proxy.body import REPLAY_LIMIT, BodyTooLarge, ClientGone, RequestBody, content_length
 from bff.proxy.body import has_body as _has_body
 from bff.proxy.headers import inbound_headers
+from bff.proxy.transport import UpstreamError, UpstreamPool, UpstreamResponse, UpstreamTimeout
 from bff.proxy.websocket import TIMEOUT_DETAIL, UNREACHABLE_DETAIL, relay_websocket
 
 logger = logging.getLogger("bff.proxy")
@@ -36,10 +36,8 @@ UNWATCHED_BODY_LIMIT = 64 * 1024
 class Forwarder:
     """Streams HTTP requests and relays WebSockets to upstreams; one per app."""
 
-    def __init__(
-        self, transport: httpx.AsyncBaseTransport, protected_cookies: Sequence[str] = ()
-    ) -> None:
-        self._transport = transport
+    def __init__(self, pool: UpstreamPool, protected_cookies: Sequence[str] = ()) -> None:
+        self._pool = pool
         self.protected_cookies = tuple(protected_cookies)
 
     @classmethod
@@ -47,21 +45,19 @@ class Forwarder:
         cls,
         *,
         max_connections: int = 100,
-        max_keepalive_connections: int = 20,
+        max_keepalive_connections: int = 32,
         keepalive_expiry: float = 5.0,
-        verify: ssl.SSLContext | bool = True,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> Forwarder:
         """A Forwarder with its own connection pool: no cookie jar, no proxy from the env."""
-        limits = httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_keepalive_connections,
-            keepalive_expiry=keepalive_expiry,
-        )
-        return cls(httpx.AsyncHTTPTransport(limits=limits, verify=verify))
+        return cls(UpstreamPool(
+            max_connections=max_connections, max_idle=max_keepalive_connections,
+            keepalive_expiry=keepalive_expiry, ssl_context=ssl_context,
+        ))
 
     async def aclose(self) -> None:
         """Close every pooled upstream connection."""
-        await self._transport.aclose()
+        await self._pool.aclose()
 
     async def http(
         self,
@@ -71,7 +67,7 @@ class Forwarder:
         *,
         url: str,
         headers: list[tuple[bytes, bytes]],
-        timeout: float,  # noqa: ASYNC109 - per-phase httpx timeout, not a deadline
+        timeout: float,  # noqa: ASYNC109 - per-phase timeout, not a deadline
         max_body_size: int,
         retry_unauthorized: Callable[[], Awaitable[str | None]] | None = None,
     ) -> int:
@@ -93,23 +89,23 @@ class Forwarder:
             if _has_body(incoming):
                 body = RequestBody(receive, max_body_size)
                 content = await body.read_all() if retry is not None else body
-            response = await self._send(scope["method"], url, headers, content, timeout)
-            if response.status_code == 401 and retry is not None:
+            response = await self._pool.request(scope["method"], url, headers, content, timeout)
+            if response.status == 401 and retry is not None:
                 response = await self._retry(response, retry, scope["method"], url, headers,
                                              content, timeout)
         except BodyTooLarge:
             return await _too_large(send)
         except ClientGone:
             return CLIENT_CLOSED
-        except httpx.TimeoutException:
+        except UpstreamTimeout:
             await send_error_json(send, 504, "upstream_timeout", TIMEOUT_DETAIL)
             return 504
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        except UpstreamError as exc:
             logger.warning("upstream request failed: %s: %s", type(exc).__name__, exc)
             await send_error_json(send, 502, "upstream_error", UNREACHABLE_DETAIL)
             return 502
         await _relay_response(response, receive, send, self.protected_cookies)
-        return response.status_code
+        return response.status
 
     async def websocket(
         self,
@@ -134,19 +130,10 @@ class Forwarder:
             check_interval=check_interval, open_timeout=open_timeout,
         )
 
-    async def _send(
-        self, method: str, url: str, headers: RawHeaders, content: Content, seconds: float
-    ) -> httpx.Response:
-        request = httpx.Request(
-            method, url, headers=headers, content=content,
-            extensions={"timeout": httpx.Timeout(seconds).as_dict()},
-        )
-        return await self._transport.handle_async_request(request)
-
     async def _retry(
-        self, response: httpx.Response, retry: Callable[[], Awaitable[str | None]],
+        self, response: UpstreamResponse, retry: Callable[[], Awaitable[str | None]],
         method: str, url: str, headers: RawHeaders, content: Content, seconds: float,
-    ) -> httpx.Response:
+    ) -> UpstreamResponse:
         # The 401 stays open while the token is refreshed so it can still be passed through.
         try:
             token = await retry()
@@ -158,7 +145,7 @@ class Forwarder:
         await response.aclose()
         renewed = [(k, v) for k, v in headers if k.lower() != b"authorization"]
         renewed.append((b"authorization", b"Bearer " + token.encode("ascii")))
-        return await self._send(method, url, renewed, content, seconds)
+        return await self._pool.request(method, url, renewed, content, seconds)
 
 
 async def _too_large(send: Send) -> int:
@@ -167,17 +154,17 @@ async def _too_large(send: Send) -> int:
 
 
 async def _relay_response(
-    response: httpx.Response, receive: Receive, send: Send, protected_cookies: Sequence[str]
+    response: UpstreamResponse, receive: Receive, send: Send, protected_cookies: Sequence[str]
 ) -> None:
     """Send the upstream response chunk by chunk; stop and close it if the browser leaves."""
     complete = False
     try:
         await send({
             "type": "http.response.start",
-            "status": response.status_code,
-            "headers": inbound_headers(response.headers.raw, protected_cookies),
+            "status": response.status,
+            "headers": inbound_headers(response.headers, protected_cookies),
         })
-        length = content_length(response.headers.raw)
+        length = content_length(response.headers)
         if length is not None and length <= UNWATCHED_BODY_LIMIT:
             complete = await _pump(response, send)
         else:
@@ -202,13 +189,13 @@ async def _relay_response(
             await response.aclose()
 
 
-async def _pump(response: httpx.Response, send: Send) -> bool:
-    """Copy the raw (still encoded) body; False if either side broke mid-stream."""
+async def _pump(response: UpstreamResponse, send: Send) -> bool:
+    """Copy the (de-chunked, still content-encoded) body; False if either side broke mid-stream."""
     try:
-        async for chunk in response.aiter_raw():
+        async for chunk in response.chunks():
             if chunk:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    except httpx.HTTPError as exc:
+    except UpstreamError as exc:
         logger.warning("upstream response broke: %s: %s", type(exc).__name__, exc)
         return False
     except OSError:  # servers that raise on send once the browser has gone
