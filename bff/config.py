@@ -156,7 +156,10 @@ def _flatten_toml(data: Mapping[str, Any], problems: list[str]) -> tuple[dict[st
 
 def _check_url(name: str, value: str, problems: list[str], *, allow_path: bool = True) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    # urlsplit silently drops tabs and newlines; they must not reach a request line.
+    if any(c <= " " or c == "\x7f" for c in value):
+        problems.append(f"{name} must not contain spaces or control characters, got {value!r}")
+    elif parts.scheme not in ("http", "https") or not parts.hostname:
         problems.append(f"{name} must be an absolute http(s) URL, got {value!r}")
     elif parts.query or parts.fragment:
         problems.append(f"{name} must not have a query or fragment")

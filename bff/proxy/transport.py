@@ -19,8 +19,9 @@ What it guarantees, because every byte from the browser and the upstream is host
 - a connection goes back to the pool only after a complete response with keep-alive,
   never after HEAD (httptools cannot be told that response has no body), never with
   bytes left over, and never once the upstream sent anything while it sat idle;
-- a request that found its pooled connection already closed by the upstream (nothing
-  received) is sent once more on a new connection when its body is in memory.
+- an idempotent request that found its pooled connection already closed by the
+  upstream (nothing received) is sent once more on a new connection when its body is
+  in memory; a POST or PATCH is not (the upstream may have acted on it): a 502.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ _FORBIDDEN = frozenset(range(0x20)) - {0x09} | {0x7F}
 _TARGET_FORBIDDEN = frozenset(range(0x21)) | {0x7F}
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _FRAMING = (b"content-length", b"transfer-encoding", b"host")
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 
 class UpstreamError(Exception):
@@ -72,18 +74,25 @@ class Origin:
 @lru_cache(maxsize=256)
 def _origin(base: str) -> Origin:
     scheme, _, netloc = base.partition("://")
-    if scheme not in ("http", "https") or not netloc or "@" in netloc:
+    if (scheme not in ("http", "https") or not netloc or "@" in netloc
+            or not _TARGET_FORBIDDEN.isdisjoint(netloc.encode("utf-8"))):
         raise UpstreamError(f"unsupported upstream address {base!r}")
     host, port = netloc, 443 if scheme == "https" else 80
     if netloc.startswith("["):
         end = netloc.find("]")
         host, rest = netloc[1:end], netloc[end + 1:]
-        if rest.startswith(":"):
-            port = int(rest[1:])
+        if rest:
+            port = _port(rest[1:] if rest.startswith(":") else "")
     elif ":" in netloc:
         host, _, text = netloc.rpartition(":")
-        port = int(text)
+        port = _port(text)
     return Origin(scheme, host, port, netloc.encode("ascii"))
+
+
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
+        raise ValueError("bad port")
+    return int(text)
 
 
 def split_url(url: str) -> tuple[Origin, bytes]:
@@ -107,7 +116,10 @@ def request_head(method: str, target: bytes, origin: Origin, headers: Sequence[t
 
     Framing headers from ``headers`` are ignored: the gateway frames the body itself.
     """
-    lines = [method.encode("ascii"), b" ", target, b" HTTP/1.1\r\nhost: ", origin.host_header, b"\r\n"]
+    verb = method.encode("utf-8")
+    if not verb or not _TOKEN.issuperset(verb):
+        raise UpstreamError("a request method that cannot be sent safely")
+    lines = [verb, b" ", target, b" HTTP/1.1\r\nhost: ", origin.host_header, b"\r\n"]
     for name, value in headers:
         if name.lower() in _FRAMING:
             continue
@@ -181,8 +193,9 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.in_use and not self.complete and self.headers_done and self.until_close:
-            # A body delimited by the end of the connection (TLS may end without an EOF).
+        if self.in_use and not self.complete and self.headers_done and self.until_close and exc is None:
+            # A body delimited by the end of the connection (TLS may end without an EOF);
+            # a reset (exc) is a broken body, not its end.
             self.complete = True
             self.keep_alive = False
             self._wake()
@@ -211,7 +224,8 @@ class _Connection(asyncio.Protocol):
             raise UpstreamError("the upstream sent more than one response")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        if not self.headers_done:  # trailer fields are not headers, and come too late to relay
+            self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -366,7 +380,8 @@ class UpstreamPool:
         origin, target = split_url(url)
         length = len(body) if isinstance(body, bytes) else 0 if body is None else _declared(headers)
         head = request_head(method, target, origin, headers, length)
-        replayable = not _is_stream(body)
+        # RFC 9110 9.2.2: only an idempotent request may be sent again by itself.
+        replayable = not _is_stream(body) and method in _IDEMPOTENT
         try:
             await asyncio.wait_for(self._slots.acquire(), timeout) if self._slots.locked() \
                 else await self._slots.acquire()

@@ -82,3 +82,13 @@ def test_extra_auth_params_cannot_override_protocol_parameters(tmp_path: Path) -
                  cwd=tmp_path)
     assert result.returncode == 2
     assert "BFF_EXTRA_AUTH_PARAMS must not set 'redirect_uri'" in result.stderr
+
+
+def test_an_upstream_address_with_a_hidden_line_break_is_refused(tmp_path: Path) -> None:
+    # urlsplit drops "\n" silently; on a request line it would end the headers early.
+    config = tmp_path / "bff.toml"
+    config.write_text('[[routes]]\nprefix = "/api"\nupstream = "http://127.0.0.1:8080\\n/api"\n')
+    result = run("check", env={"BFF_CONFIG": str(config)}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "must not contain spaces or control characters" in result.stderr
+    assert "Traceback" not in result.stderr
