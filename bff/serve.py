@@ -38,12 +38,11 @@ def _uvicorn_options(host: str, port: int, settings: Settings) -> dict[str, obje
         "log_config": None,
         "access_log": False,
         "ws_max_size": 16 * 1024 * 1024,
-        "h11_max_incomplete_event_size": settings.max_header_size,
+        # httptools' parser, with a response's writes joined into one send (bff.http_server).
+        "http": "bff.http_server:CoalescingHttpToolsProtocol",
     }
     if importlib.util.find_spec("uvloop"):
         options["loop"] = "uvloop"
-    if importlib.util.find_spec("httptools"):
-        options["http"] = "httptools"
     return options
 
 
@@ -61,7 +60,5 @@ def serve(env: Mapping[str, str], *, host: str, port: int, workers: int = 1,
         if demo:
             os.environ["BFF_DEMO"] = "1"
         options = _uvicorn_options(host, port, settings)
-        if options.get("http") != "httptools":
-            options.pop("h11_max_incomplete_event_size")
         uvicorn.run("bff.serve:app_from_environment", factory=True, workers=workers,
                     **options)  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ class ServerThread:
 
     def __init__(self, app: Any, port: int | None = None, **options: Any) -> None:
         self.port = port or find_free_port()
+        options.setdefault("http", "bff.http_server:CoalescingHttpToolsProtocol")  # as `bff serve`
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_config=None, access_log=False,
             proxy_headers=False, lifespan="on", timeout_graceful_shutdown=5, **options,
