@@ -7,9 +7,11 @@ same variable, so a spoofed identity header in any spelling must go.
 
 from __future__ import annotations
 
+import itertools
 import re
-import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import secrets
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from functools import lru_cache
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -53,6 +55,18 @@ def normalise(name: str | bytes) -> str:
     return text.strip().lower().replace("_", "-")
 
 
+# The same few header names arrive on every request: remember their verdicts
+# (bounded, so a flood of made-up names only evicts entries).
+_normalised = lru_cache(maxsize=2048)(normalise)
+
+
+@lru_cache(maxsize=2048)
+def _request_rule(name: bytes) -> tuple[str, bool]:
+    """(normalised name, never forwarded to an upstream)."""
+    key = _normalised(name)
+    return key, key in HOP_BY_HOP or key in _REQUEST_DROP or is_identity_header(key)
+
+
 def is_identity_header(name: str | bytes) -> bool:
     """True for any spelling of a header that claims the user's identity."""
     key = normalise(name)
@@ -62,13 +76,15 @@ def is_identity_header(name: str | bytes) -> bool:
 def _connection_named(headers: Sequence[tuple[bytes, bytes]]) -> set[str]:
     named: set[str] = set()
     for name, value in headers:
-        if normalise(name) == "connection":
+        if _normalised(name) == "connection":
             named.update(normalise(token) for token in value.split(b",") if token.strip())
     return named
 
 
 def _clean_value(value: str) -> bytes:
     # A claim with CR/LF must not become a second header line.
+    if value.isascii() and value.isprintable():  # the usual token: nothing to remove
+        return value.encode("ascii")
     return "".join(c for c in value if c >= " " and c != "\x7f").encode("utf-8")
 
 
@@ -95,11 +111,11 @@ def outbound_headers(
     chain: list[bytes] = []
     out: RawHeaders = []
     for name, value in headers:
-        key = normalise(name)
-        if name.lower() == b"x-forwarded-for":
+        key, never = _request_rule(name)
+        if key == "x-forwarded-for":
             chain.append(value.strip())
             continue
-        if key in HOP_BY_HOP or key in _REQUEST_DROP or key in dropped or is_identity_header(key):
+        if never or key in dropped:
             continue
         out.append((name, value))
     peer = [client_addr.encode("latin-1")] if client_addr else []
@@ -129,17 +145,33 @@ def inbound_headers(
     return [
         (name, value)
         for name, value in headers
-        if (key := normalise(name)) not in HOP_BY_HOP and key not in dropped
+        if (key := _normalised(name)) not in HOP_BY_HOP and key not in dropped
         and not (key == "set-cookie" and value.split(b"=", 1)[0].strip() in protected)
     ]
 
 
-def request_id(headers: Sequence[tuple[bytes, bytes]]) -> str:
-    """The browser's ``X-Request-ID`` when it is a sane token, else a fresh random id."""
+class RequestIds:
+    """Fresh request ids: a random prefix per instance and a counter (32 hex digits).
+
+    Unique across instances and workers without a system call per request. Each
+    uvicorn worker builds its app (and so its own RequestIds) after it started.
+    """
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._count = itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._count):016x}"
+
+
+def request_id(headers: Sequence[tuple[bytes, bytes]],
+               fresh: Callable[[], str] = lambda: secrets.token_hex(16)) -> str:
+    """The browser's ``X-Request-ID`` when it is a sane token, else ``fresh()``."""
     for name, value in headers:
         if name.lower() == b"x-request-id":
             text = value.decode("latin-1").strip()
             if _REQUEST_ID.fullmatch(text):
                 return text
             break
-    return uuid.uuid4().hex
+    return fresh()

@@ -18,6 +18,9 @@ _PCHAR = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@"
 )
 _QUERY = _PCHAR | frozenset(b"/?%[]")
+# The same sets as bytes, for bytes.translate(None, ...): empty result = only these bytes.
+_PCHAR_BYTES = bytes(sorted(_PCHAR))
+_QUERY_BYTES = bytes(sorted(_QUERY))
 # A deeper nesting than this is not a file name anyone types; it is an attack.
 _MAX_DECODE_ROUNDS = 4
 
@@ -73,6 +76,10 @@ def _safe_path(raw_path: bytes) -> str:
 
 
 def _safe_segment(segment: bytes) -> str:
+    if not segment.translate(None, _PCHAR_BYTES):
+        # Plain characters only (no '%', so nothing is decoded): only a dot segment can be wrong.
+        _check_level(segment)
+        return segment.decode("ascii")
     encoded = bytearray()
     i = 0
     while i < len(segment):
@@ -130,6 +137,8 @@ def _check_level(level: bytes) -> None:
 
 
 def _safe_query(query: bytes) -> str:
+    if not query.translate(None, _QUERY_BYTES):
+        return query.decode("ascii")
     out = bytearray()
     for byte in query:
         if byte < 0x20 or byte == 0x7F:

@@ -12,6 +12,7 @@ import logging
 import time
 from urllib.parse import quote
 
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bff.config import Route
@@ -40,6 +41,9 @@ class Gateway:
         self.settings = resources.settings
         self.table = RouteTable(self.settings.routes)
         self.forwarder: Forwarder = resources.forwarder
+        # Metric children by (route, status): ``labels()`` takes a lock and builds a key each time.
+        self._counters: dict[tuple[str, int], Counter] = {}
+        self._latencies: dict[str, Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -55,12 +59,18 @@ class Gateway:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        prefix = match.route.prefix
         status = await self._proxy(scope, receive, send, match.route, match.remainder)
-        self.res.metrics.requests.labels(match.route.prefix, str(status)).inc()
+        counter = self._counters.get((prefix, status))
+        if counter is None:
+            counter = self._counters[prefix, status] = self.res.metrics.requests.labels(
+                prefix, str(status))
+        counter.inc()
         if status < 500 or status in (502, 504):
-            self.res.metrics.upstream_latency.labels(match.route.prefix).observe(
-                time.perf_counter() - started
-            )
+            latency = self._latencies.get(prefix)
+            if latency is None:
+                latency = self._latencies[prefix] = self.res.metrics.upstream_latency.labels(prefix)
+            latency.observe(time.perf_counter() - started)
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, route: Route,
                      remainder: str) -> int:

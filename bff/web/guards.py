@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bff.config import Settings
 from bff.errors import ProviderUnavailable, SessionEnded, StoreUnavailable
 from bff.metrics import Metrics
-from bff.proxy.headers import request_id
+from bff.proxy.headers import RequestIds, request_id
 from bff.web.responses import error_response
 
 log = logging.getLogger("bff.web")
@@ -42,12 +42,13 @@ class ErrorBoundary:
         self.app = app
         self.settings = settings
         self.metrics = metrics
+        self.new_request_id = RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        rid = request_id(scope.get("headers", ()))
+        rid = request_id(scope.get("headers", ()), self.new_request_id)
         scope["bff.request_id"] = rid
         path: str = scope.get("path", "")
         own = path.startswith(self.settings.base_path + "/bff/") or path in OPS_PATHS
