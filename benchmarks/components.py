@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import httpx
 
-from benchmarks.lean_transport import LeanTransport
 from benchmarks.servers import SESSION_SECRET, USER_AGENT
 from bff.proxy.headers import outbound_headers
+from bff.proxy.transport import UpstreamPool
 from bff.session.connect import redis_from_url
 from bff.session.cookies import CookieSigner
 from bff.session.crypto import TokenCipher
@@ -81,21 +81,35 @@ async def measure(upstream: str, redis_url: str, repeat: int = 2000) -> list[Cos
     await both("upstream round trip, raw asyncio stream (the floor)", raw_round_trip, False)
     writer.close()
 
-    for name, transport in (
-        ("upstream request, httpx.AsyncHTTPTransport as bff uses it", httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))),
-        ("upstream request, LeanTransport (experiment)", LeanTransport()),
-    ):
-        async def via(t: httpx.AsyncBaseTransport = transport) -> None:
-            request = httpx.Request("GET", f"{upstream}/json", headers=[(b"x-request-id", b"1")],
-                                    extensions={"timeout": httpx.Timeout(30).as_dict()})
-            response = await t.handle_async_request(request)
-            async for _ in response.aiter_raw():
-                pass
-            await response.aclose()
+    # Both rows send the same request and read the body (de-chunked, still encoded) to the end.
+    url = f"{upstream}/json"
+    request_headers = [(b"x-request-id", b"1")]
+    pool = UpstreamPool()
 
-        await both(name, via)
-        await transport.aclose()
+    async def via_pool() -> None:
+        response = await pool.request("GET", url, request_headers, None, 30.0)
+        async for _ in response.chunks():
+            pass
+        await response.aclose()
+
+    await both("upstream request, bff's UpstreamPool (bff.proxy.transport)", via_pool)
+    await pool.aclose()
+
+    # What bff used before bff.proxy.transport, with the pool limits it had: for comparison.
+    transport = httpx.AsyncHTTPTransport(
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+
+    async def via_httpx() -> None:
+        request = httpx.Request("GET", url, headers=request_headers,
+                                extensions={"timeout": httpx.Timeout(30).as_dict()})
+        response = await transport.handle_async_request(request)
+        async for _ in response.aiter_raw():
+            pass
+        await response.aclose()
+
+    await both("upstream request, httpx.AsyncHTTPTransport (what bff used before; comparison)",
+               via_httpx)
+    await transport.aclose()
 
     redis = redis_from_url(redis_url)
     store = RedisSessionStore(redis, idle_timeout=1800, absolute_timeout=28800)

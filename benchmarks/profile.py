@@ -15,7 +15,6 @@ _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")
 # Attribution of a frame's file to the layer it belongs to.
 _AREAS = (
     ("bff", ("bff/",)),
-    ("benchmarks (experiment)", ("benchmarks/",)),
     ("httpcore", ("httpcore/",)),
     ("h11", ("h11/",)),
     ("httpx", ("httpx/",)),
@@ -61,7 +60,7 @@ def _short(frame: str) -> str:
 # Frames every sample shares (process start-up, the event loop's runner): not informative.
 _SCAFFOLDING = ("multiprocessing/", "runpy", "<module>", "uvicorn/main.py", "uvicorn/server.py",
                 "uvicorn/_compat.py", "uvicorn/_subprocess.py", "uvicorn/supervisors/",
-                "asyncio/runners.py", "benchmarks/lean_serve.py")
+                "asyncio/runners.py")
 
 
 def _area(frame: str) -> str:

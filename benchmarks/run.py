@@ -57,8 +57,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--storm-connections", type=int, default=100)
     parser.add_argument("--no-storm", action="store_true")
     parser.add_argument("--no-stream", action="store_true")
-    parser.add_argument("--experiment", choices=["lean"], action="append", default=[],
-                        help="also run bff with benchmarks/lean_transport.py (not part of bff)")
     parser.add_argument("--profile", action="store_true",
                         help="sample the bff workers with py-spy during an extra round")
     parser.add_argument("--output", type=Path,
@@ -176,10 +174,8 @@ def _start(args: argparse.Namespace, run_dir: Path, stack: Stack) -> Running:
     stream = f"http://127.0.0.1:{stream_port}"
     redis_server = servers.start_redis()
     stack.callback(redis_server.cleanup)
-    variants = [(f"bff-w{w}", w, False) for w in args.worker_counts]
-    if "lean" in args.experiment:
-        variants += [(f"bff-w{w}-lean", w, True) for w in args.worker_counts]
-    bff_ports = {name: free_port() for name, _, _ in variants}
+    variants = [(f"bff-w{w}", w) for w in args.worker_counts]
+    bff_ports = {name: free_port() for name, _ in variants}
     apache_port = free_port()
     provider = servers.start_provider(servers.Ports(list(bff_ports.values()), apache_port))
     stack.callback(provider.stop)
@@ -201,10 +197,10 @@ def _start(args: argparse.Namespace, run_dir: Path, stack: Stack) -> Running:
         log("Apache with mod_auth_openidc is not installed: no peers (use --with-peers as root)")
     config = servers.bff_config(run_dir, api, stream)
     bffs: dict[str, tuple[Service, str]] = {}
-    for name, workers, lean in variants:
+    for name, workers in variants:
         service = stack.service(servers.start_bff(
             run_dir, bff_ports[name], workers, provider.issuer, redis_server.url, config,
-            name=name, lean=lean))
+            name=name))
         base = f"http://127.0.0.1:{bff_ports[name]}"
         session = login_bff(base)
         bffs[name] = (service, base)
@@ -219,7 +215,7 @@ def _start(args: argparse.Namespace, run_dir: Path, stack: Stack) -> Running:
 
 
 def _settings(args: argparse.Namespace, running: Running) -> list[tuple[str, str]]:
-    fast = ", uvloop, httptools" if _has("uvloop") and _has("httptools") else ""
+    loop = ", uvloop" if _has("uvloop") else ""
     peer = ("Apache event MPM, OIDCSessionType server-cache, OIDCCacheType redis (same Redis), "
             "token forwarded with `RequestHeader set Authorization \"Bearer "
             "%{OIDC_access_token}e\"`, OIDCPassClaimsAs environment (see README)"
@@ -228,8 +224,10 @@ def _settings(args: argparse.Namespace, running: Running) -> list[tuple[str, str
         ("load", f"wrk -t1 -c{args.connections} --latency, {args.rounds} round(s) of "
                  f"{args.seconds:g} s per target, targets interleaved, medians reported"),
         ("upstream", f"{running.direct_name}, a small JSON document, keep-alive"),
-        ("bff", f"`bff serve --workers N` (uvicorn{fast}), route `/api` -> upstream, "
-                "CSRF header, session bound to the User-Agent"),
+        ("bff", f"`bff serve --workers N` (uvicorn{loop}; HTTP protocol "
+                "`bff.http_server.CoalescingHttpToolsProtocol`: httptools parser, the writes of "
+                "one event-loop step sent as one; upstream transport `bff.proxy.transport`), "
+                "route `/api` -> upstream, CSRF header, session bound to the User-Agent"),
         ("mod_auth_openidc", peer),
         ("sniffio", sniffio_note()),
         ("gateway CPU", "utime+stime (+ reaped children) of the gateway's whole process tree "
@@ -272,11 +270,6 @@ def _storms(args: argparse.Namespace, running: Running, results: report.Results)
     base = running.bffs[running.primary][1]
     plans: list[tuple[str, str, dict[str, str], Callable[[], Login]]] = [
         (running.primary, f"{base}/api/json", {**ua, "X-CSRF": "1"}, lambda: login_bff(base))]
-    lean = f"{running.primary}-lean"
-    if lean in running.bffs:
-        lean_base = running.bffs[lean][1]
-        plans.append((lean, f"{lean_base}/api/json", {**ua, "X-CSRF": "1"},
-                      lambda: login_bff(lean_base)))
     if running.apache is not None:
         plans.append(("mod_auth_openidc", f"{running.apache_base}/api/json", dict(ua),
                       lambda: login_apache(running.apache_base)))
@@ -298,7 +291,7 @@ def _storms(args: argparse.Namespace, running: Running, results: report.Results)
 
 def _streams(args: argparse.Namespace, running: Running, results: report.Results) -> None:
     size = args.stream_mb * 1_000_000
-    names = [running.primary, f"{running.primary}-lean", "mod_auth_openidc"]
+    names = [running.primary, "mod_auth_openidc"]
     by_name = {t.name: t for t in running.targets}
     for name in names:
         target = by_name.get(name)

@@ -139,8 +139,8 @@ def bff_config(run_dir: Path, api_upstream: str, stream_upstream: str) -> Path:
 
 
 def start_bff(run_dir: Path, port: int, workers: int, issuer: str, redis_url: str,
-              config: Path, *, name: str, lean: bool = False) -> Service:
-    """``bff serve --workers N``; ``lean`` runs the same app with the experimental transport."""
+              config: Path, *, name: str) -> Service:
+    """``bff serve --workers N``."""
     env = {
         **os.environ,
         "BFF_ISSUER": issuer,
@@ -152,10 +152,9 @@ def start_bff(run_dir: Path, port: int, workers: int, issuer: str, redis_url: st
         "BFF_CONFIG": str(config),
         "BFF_LOG_FORMAT": "json",
     }
-    module = ["benchmarks.lean_serve"] if lean else ["bff", "serve"]
     service = Service(
         name,
-        [sys.executable, "-m", *module, "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-m", "bff", "serve", "--host", "127.0.0.1", "--port", str(port),
          "--workers", str(workers)],
         run_dir / f"{name}.log", env=env, cwd=REPO,
     ).start()
