@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 from collections.abc import Sequence
 from http.cookies import SimpleCookie
@@ -17,6 +18,22 @@ from itsdangerous import BadSignature, Signer
 
 _PREFIX = "v1."
 _ID_BYTES = 32
+_ID = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class _Signer(Signer):
+    """itsdangerous' Signer, deriving each secret's key once instead of on every check."""
+
+    _derived: dict[bytes | None, bytes] | None = None
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        if self._derived is None:
+            self._derived = {}
+        cache_key = secret_key.encode() if isinstance(secret_key, str) else secret_key
+        key = self._derived.get(cache_key)
+        if key is None:
+            key = self._derived[cache_key] = super().derive_key(secret_key)
+        return key
 
 
 def new_session_id() -> str:
@@ -35,7 +52,7 @@ class CookieSigner:
 
     def __init__(self, secrets_: Sequence[str], salt: str) -> None:
         # itsdangerous signs with the *last* key of a list; ours is "first signs".
-        self._signer = Signer(list(reversed(secrets_)), salt=salt, digest_method=hashlib.sha256)
+        self._signer = _Signer(list(reversed(secrets_)), salt=salt, digest_method=hashlib.sha256)
 
     def sign(self, value: str) -> str:
         return _PREFIX + self._signer.sign(value.encode()).decode()
@@ -48,7 +65,7 @@ class CookieSigner:
             value = self._signer.unsign(cookie_value[len(_PREFIX):].encode()).decode()
         except (BadSignature, UnicodeError, ValueError):
             return None
-        if not value or not all(c.isalnum() or c in "-_" for c in value):
+        if not _ID.fullmatch(value):
             return None
         return value
 
