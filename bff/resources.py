@@ -22,6 +22,7 @@ from bff.proxy.forward import Forwarder
 from bff.session.connect import redis_from_url
 from bff.session.cookies import CookieSigner
 from bff.session.crypto import TokenCipher
+from bff.session.fast_read import fast_reader_for
 from bff.session.redis import AnyRedis, RedisSessionStore
 from bff.session.refresh import TokenRefresher
 from bff.session.service import SessionService
@@ -58,7 +59,8 @@ async def open_resources(
     metrics = Metrics()
     redis = redis_from_url(settings.redis_url)
     store = RedisSessionStore(
-        redis, idle_timeout=settings.idle_timeout, absolute_timeout=settings.absolute_timeout
+        redis, idle_timeout=settings.idle_timeout, absolute_timeout=settings.absolute_timeout,
+        fast_reader=fast_reader_for(redis),  # None (redis-py reads) where it cannot match the client
     )
     sessions = SessionService(
         store,
@@ -106,5 +108,8 @@ async def open_resources(
             await each.aclose()
         await forwarder.aclose()
         await provider_http.aclose()
+        if store.fast_reader is not None:
+            with contextlib.suppress(Exception):
+                await store.fast_reader.aclose()
         with contextlib.suppress(Exception):
             await redis.aclose()

@@ -23,7 +23,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -32,6 +32,9 @@ from redis.exceptions import RedisError
 from bff.errors import StoreUnavailable
 from bff.session.model import FORMAT_VERSION, LoginTransaction, Session
 from bff.session.store import NewSession
+
+if TYPE_CHECKING:
+    from bff.session.fast_read import MultiplexedReader
 
 AnyRedis = Redis | RedisCluster
 log = logging.getLogger("bff.store")
@@ -158,10 +161,19 @@ def decode_session(key: str, raw: Mapping[bytes, bytes]) -> Session | None:
 
 
 class RedisSessionStore:
-    """SessionStore on Redis (standalone, Sentinel or Cluster)."""
+    """SessionStore on Redis (standalone, Sentinel or Cluster).
 
-    def __init__(self, redis: AnyRedis, *, idle_timeout: int, absolute_timeout: int) -> None:
+    ``fast_reader`` (see bff.session.fast_read), when given, serves the hot
+    session read (``get``); every other command goes through ``redis``. Its
+    owner closes it.
+    """
+
+    def __init__(
+        self, redis: AnyRedis, *, idle_timeout: int, absolute_timeout: int,
+        fast_reader: MultiplexedReader | None = None,
+    ) -> None:
         self.redis = redis
+        self.fast_reader = fast_reader
         self.idle_timeout = idle_timeout
         self.absolute_timeout = absolute_timeout
         self._create = redis.register_script(_CREATE)
@@ -216,8 +228,11 @@ class RedisSessionStore:
 
     async def get(self, key: str) -> Session | None:
         async with guarded("session read"):
-            raw = await self.redis.hgetall(session_redis_key(key))
-        return decode_session(key, cast(dict[bytes, bytes], raw))
+            if self.fast_reader is not None:
+                raw = await self.fast_reader.hgetall(session_redis_key(key))
+            else:
+                raw = cast(dict[bytes, bytes], await self.redis.hgetall(session_redis_key(key)))
+        return decode_session(key, raw)
 
     async def touch(self, session: Session, *, now: float) -> bool:
         async with guarded("session touch"):

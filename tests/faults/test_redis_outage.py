@@ -127,7 +127,10 @@ def test_an_unexpected_store_client_failure_is_a_503_not_a_500(infra: Infra) -> 
         async def broken(*args: object, **kwargs: object) -> None:
             raise AttributeError("'NoneType' object has no attribute 'writelines'")
 
-        app.resources.store.redis.hgetall = broken  # type: ignore[union-attr, method-assign]
+        store = app.resources.store  # type: ignore[union-attr]
+        store.redis.hgetall = broken  # type: ignore[method-assign]  # the redis-py client...
+        if store.fast_reader is not None:  # ...and the session read's own connection
+            store.fast_reader.hgetall = broken  # type: ignore[method-assign]
         response = httpx.get(f"{server.url}/bff/user", headers={"X-CSRF": "1"},
                              cookies={"bff": _any_signed_cookie(app)})
     assert response.status_code == 503
