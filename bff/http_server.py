@@ -3,9 +3,9 @@
 An ASGI response is at least two messages (``http.response.start``, then the body),
 and uvicorn writes each to the socket as it comes: two ``send()`` system calls and
 two segments for every small API answer. Here the writes made during one step of
-the event loop are joined and sent once at the end of it, like ``TCP_CORK`` held
-for microseconds. Order is kept, nothing waits for more data, and a close or EOF
-sends what is pending first.
+the event loop are joined and sent once, when the response is complete or at the
+end of the step, like ``TCP_CORK`` held for microseconds. Order is kept, nothing
+waits for more data, and a close or EOF sends what is pending first.
 """
 
 from __future__ import annotations
@@ -94,4 +94,10 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's ``http="httptools"`` protocol on a CoalescingTransport."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CoalescingTransport(transport, self.loop))
+        self._coalescing = CoalescingTransport(transport, self.loop)
+        super().connection_made(self._coalescing)
+
+    def on_response_complete(self) -> None:
+        # The whole response is written: send it now rather than one loop turn later.
+        self._coalescing.flush()
+        super().on_response_complete()

@@ -251,15 +251,20 @@ class _Connection(asyncio.Protocol):
     def send(self, command: bytes) -> asyncio.Future[Any]:
         """Queue one command; the future gets its reply (or the connection's failure).
 
-        The commands of concurrent callers are joined into one write at the end
-        of the event-loop iteration: one system call for many reads.
+        On an idle connection the command is written at once (nothing to wait for,
+        and the caller may have work to do while Redis answers); otherwise the
+        commands of concurrent callers are joined into one write at the end of the
+        event-loop iteration: one system call for many reads.
         """
         if self.closed or self._transport is None:
             raise self._error()
         future = self.loop.create_future()
-        if not self._out:
-            self.loop.call_soon(self._flush)
-        self._out.append(command)
+        if not self._waiters:
+            self._transport.write(command)
+        else:
+            if not self._out:
+                self.loop.call_soon(self._flush)
+            self._out.append(command)
         self._waiters.append(future)
         self._sent_at.append(self.loop.time())
         if self._timer is None and self.timeout is not None:
