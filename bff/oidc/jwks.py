@@ -19,9 +19,9 @@ from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry, Key, KeySet
 
 from bff.errors import ProviderError
+from bff.singleflight import SingleFlight
 
 from ._http import DEFAULT_TIMEOUT, json_object, send
-from ._singleflight import SingleFlight
 
 if TYPE_CHECKING:  # metadata.py re-exports JwksCache, so no runtime import back
     from .metadata import MetadataCache

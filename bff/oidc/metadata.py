@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from bff.errors import ProviderError, ProviderUnavailable
+from bff.singleflight import SingleFlight
 
 from ._http import DEFAULT_TIMEOUT, json_object, send
-from ._singleflight import SingleFlight
 from .jwks import JwksCache, parse_jwks
 
 # JwksCache lives in jwks.py and is re-exported here, next to the cache it depends on.

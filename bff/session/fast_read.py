@@ -75,6 +75,8 @@ from redis.exceptions import InvalidResponse, MasterDownError, ReadOnlyError, Re
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import format_error_message
 
+from bff.singleflight import SingleFlight
+
 __all__ = ["Endpoint", "MultiplexedReader", "endpoint_for", "fast_reader_for"]
 
 log = logging.getLogger("bff.store")
@@ -324,7 +326,7 @@ class MultiplexedReader:
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         self._connection: _Connection | None = None
-        self._connecting: asyncio.Task[_Connection] | None = None
+        self._connecting: SingleFlight[_Connection] = SingleFlight()
 
     @property
     def pending(self) -> int:
@@ -354,17 +356,7 @@ class MultiplexedReader:
         Shielded: a caller cancelled while waiting does not abort the attempt
         for the others. A failed attempt is not remembered; the next call tries again.
         """
-        if self._connecting is None:
-            task = asyncio.get_running_loop().create_task(self._open())
-            task.add_done_callback(self._opened)
-            self._connecting = task
-        return await asyncio.shield(self._connecting)
-
-    def _opened(self, task: asyncio.Task[_Connection]) -> None:
-        if self._connecting is task:
-            self._connecting = None
-        if not task.cancelled() and task.exception() is None:
-            self._connection = task.result()
+        return await self._connecting.run(self._open)
 
     async def _open(self) -> _Connection:
         endpoint = self.endpoint
@@ -396,15 +388,13 @@ class MultiplexedReader:
                 transport.abort()
                 raise RedisConnectionError(format_error_message(where, exc)) from exc
         connection.set_up(endpoint.handshake())
+        # Kept here, not by the callers: they may all have given up by now.
+        self._connection = connection
         return connection
 
     async def aclose(self) -> None:
         """Close the connection (waiting callers fail); a later call would open a new one."""
-        connecting, self._connecting = self._connecting, None
-        if connecting is not None:
-            connecting.cancel()
-            with contextlib.suppress(BaseException):
-                await connecting
+        await self._connecting.cancel()
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.close(lambda: RedisConnectionError("Connection closed by client."))

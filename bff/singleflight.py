@@ -1,8 +1,9 @@
-"""Share one in-flight coroutine between concurrent callers."""
+"""Share one in-flight coroutine between concurrent callers (provider fetches, Redis connects)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -33,3 +34,11 @@ class SingleFlight(Generic[T]):
             # Mark the exception retrieved: when every waiter was cancelled no one
             # else reads it, and asyncio would log "exception was never retrieved".
             task.exception()
+
+    async def cancel(self) -> None:
+        """Stop the call in flight, if any, and wait until it has stopped."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
