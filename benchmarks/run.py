@@ -256,13 +256,16 @@ def _steady(args: argparse.Namespace, running: Running, results: report.Results,
                 f"p50 {result.wrk.p50_us:.0f} µs, p99 {result.wrk.p99_us:.0f} µs, "
                 f"CPU {result.cpu_us_per_req:.0f} µs/req, Redis {result.redis_cmds_per_req:.3f}")
     # One connection: the latency a request gains through each gateway when nothing queues.
-    for target in running.targets:
-        wait_idle()
-        result = run_round(target, 0, running.redis, script, seconds=min(args.seconds, 5.0),
-                           connections=1)
-        results.unloaded.append(result)
-        log(f"one connection {target.name}: p50 {result.wrk.p50_us:.0f} µs, "
-            f"p99 {result.wrk.p99_us:.0f} µs, CPU {result.cpu_us_per_req:.0f} µs/req")
+    # Interleaved rounds like the loaded ones: a single short round is at the mercy of noise.
+    for index in range(args.rounds):
+        for target in running.targets:
+            wait_idle()
+            result = run_round(target, index, running.redis, script,
+                               seconds=min(args.seconds, 5.0), connections=1)
+            results.unloaded.append(result)
+            log(f"one connection, round {index + 1}, {target.name}: p50 "
+                f"{result.wrk.p50_us:.0f} µs, p99 {result.wrk.p99_us:.0f} µs, "
+                f"CPU {result.cpu_us_per_req:.0f} µs/req")
 
 
 def _storms(args: argparse.Namespace, running: Running, results: report.Results) -> None:

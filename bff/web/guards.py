@@ -59,9 +59,9 @@ class ErrorBoundary:
             if message["type"] == "http.response.start":
                 started = True
                 headers = list(message.get("headers", []))
-                names = {k.lower() for k, _ in headers}
                 headers.append((b"x-request-id", rid.encode()))
                 if own:
+                    names = {k.lower() for k, _ in headers}
                     if b"cache-control" not in names:
                         headers.append((b"cache-control", b"no-store"))
                     for name, value in OWN_HEADERS:
