@@ -8,6 +8,7 @@ reads the process environment or touches the network.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import tomllib
@@ -81,12 +82,12 @@ class Settings:
     def secure(self) -> bool:
         return self.public_url.startswith("https://")
 
-    @property
+    @functools.cached_property  # compared on every API call
     def public_origin(self) -> str:
         parts = urlsplit(self.public_url)
         return f"{parts.scheme}://{parts.netloc}"
 
-    @property
+    @functools.cached_property  # read several times per request
     def base_path(self) -> str:
         """The public URL's path prefix, without trailing slash ('' at the root)."""
         return urlsplit(self.public_url).path.rstrip("/")

@@ -185,8 +185,9 @@ async def _relay_response(
     except OSError:  # the browser went away before the response started
         pass
     finally:
-        with anyio.CancelScope(shield=True):
-            await response.aclose()
+        # aclose() never suspends (it hands the connection back or closes it), so a
+        # pending cancellation cannot interrupt it: no shield needed.
+        await response.aclose()
 
 
 async def _pump(response: UpstreamResponse, send: Send) -> bool:
