@@ -46,7 +46,7 @@ class Forwarder:
         *,
         max_connections: int = 100,
         max_keepalive_connections: int = 32,
-        keepalive_expiry: float = 5.0,
+        keepalive_expiry: float = 4.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> Forwarder:
         """A Forwarder with its own connection pool: no cookie jar, no proxy from the env."""
