@@ -442,7 +442,11 @@ class UpstreamPool:
         loop = asyncio.get_running_loop()
         context: ssl.SSLContext | None = None
         if origin.scheme == "https":
-            context = self._ssl or ssl.create_default_context()
+            if self._ssl is None:
+                # The system's CA store (SSL_CERT_FILE / SSL_CERT_DIR extend it), loaded once:
+                # reading it costs milliseconds, too much for every new connection.
+                self._ssl = ssl.create_default_context()
+            context = self._ssl
         try:
             async with asyncio.timeout(seconds):
                 _, protocol = await loop.create_connection(

@@ -11,14 +11,17 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from bff.proxy.transport import Body, RawHeaders, UpstreamError, UpstreamPool, UpstreamTimeout
+from tests.support.certificates import make_certificates
 
 from .servers import closed_port
 
@@ -101,15 +104,16 @@ Handler = Callable[[RawConnection], Awaitable[None]]
 class RawUpstream:
     """A TCP server that runs ``handler`` for every connection and keeps them all."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, scheme: str = "http") -> None:
         self.handler = handler
+        self.scheme = scheme
         self.connections: list[RawConnection] = []
         self.accepted = asyncio.Event()
         self.port = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -130,9 +134,10 @@ class RawUpstream:
 
 
 @contextlib.asynccontextmanager
-async def raw_upstream(handler: Handler) -> AsyncIterator[RawUpstream]:
-    upstream = RawUpstream(handler)
-    server = await asyncio.start_server(upstream._accept, "127.0.0.1", 0)
+async def raw_upstream(handler: Handler, tls: ssl.SSLContext | None = None,
+                       ) -> AsyncIterator[RawUpstream]:
+    upstream = RawUpstream(handler, "https" if tls else "http")
+    server = await asyncio.start_server(upstream._accept, "127.0.0.1", 0, ssl=tls)
     upstream.port = server.sockets[0].getsockname()[1]
     try:
         yield upstream
@@ -910,3 +915,44 @@ async def test_cancelling_a_waiting_request_closes_its_connection_and_frees_its_
     finally:
         await pool.aclose()
 
+
+# -- TLS upstreams ---------------------------------------------------------------------------
+
+
+def server_tls(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A TLS context for 127.0.0.1 signed by a throwaway CA, and that CA's file."""
+    certs = make_certificates(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certs.cert, certs.key)
+    return context, certs.ca
+
+
+async def test_an_https_upstream_signed_by_a_trusted_ca_is_reached_and_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    context, ca = server_tls(tmp_path)
+    # The default context trusts the system store, which operators extend with SSL_CERT_FILE.
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    pool = UpstreamPool()
+    try:
+        async with raw_upstream(keep_answering, tls=context) as upstream:
+            assert (await fetch(pool, upstream.url("/a"))).body == b"c0r1"
+            assert (await fetch(pool, upstream.url("/b"))).body == b"c0r2"
+            assert len(upstream.connections) == 1
+            assert upstream.connections[0].requests[1].raw.startswith(b"GET /b HTTP/1.1\r\n")
+    finally:
+        await pool.aclose()
+
+
+async def test_an_https_upstream_with_an_untrusted_certificate_is_refused_not_spoken_to(
+    tmp_path: Path,
+) -> None:
+    context, _ = server_tls(tmp_path)
+    pool = UpstreamPool()
+    try:
+        async with raw_upstream(keep_answering, tls=context) as upstream:
+            with protocol_error():
+                await fetch(pool, upstream.url("/secret"), headers=[(b"authorization", b"Bearer t")])
+            assert all(not conn.requests for conn in upstream.connections)
+    finally:
+        await pool.aclose()

@@ -33,11 +33,12 @@ from bff.session.connect import redis_from_url
 from bff.session.fast_read import fast_reader_for
 from bff.session.redis import RedisSessionStore, session_redis_key
 from bff.session.store import NewSession
+from tests.support.certificates import make_certificates
 from tests.support.redis_server import RedisServer
 from tests.support.redis_topologies import SentinelSet, free_port
 from tests.support.stack import SECRET
 
-from .conftest import Connect, StartRedis, make_certificates
+from .conftest import Connect, StartRedis
 
 BINARY = bytes(range(256)) + b"\r\n$-1\r\n*2\r\n"  # every byte, and RESP framing inside a value
 
