@@ -36,6 +36,8 @@ from functools import lru_cache
 
 import httptools
 
+from bff.proxy.body import content_length
+
 RawHeaders = list[tuple[bytes, bytes]]
 Body = bytes | AsyncIterable[bytes] | None
 
@@ -382,7 +384,7 @@ class UpstreamPool:
         write, the response head and every wait for more of the body.
         """
         origin, target = split_url(url)
-        length = len(body) if isinstance(body, bytes) else 0 if body is None else _declared(headers)
+        length = len(body) if isinstance(body, bytes) else 0 if body is None else content_length(headers)
         head = request_head(method, target, origin, headers, length)
         # RFC 9110 9.2.2: only an idempotent request may be sent again by itself.
         replayable = not _is_stream(body) and method in _IDEMPOTENT
@@ -455,7 +457,7 @@ class UpstreamPool:
                 )
         except TimeoutError:
             raise UpstreamTimeout(f"connecting to {origin.host}:{origin.port} took too long") from None
-        except (OSError, ssl.SSLError) as exc:
+        except OSError as exc:  # ssl.SSLError included
             raise UpstreamError(f"cannot connect to {origin.host}:{origin.port}: {exc}") from exc
         return protocol
 
@@ -483,14 +485,6 @@ class UpstreamPool:
 
 def _is_stream(body: Body) -> bool:
     return body is not None and not isinstance(body, bytes)
-
-
-def _declared(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
-    """The browser's Content-Length for a streamed body (its server enforces it), else chunked."""
-    for name, value in headers:
-        if name.lower() == b"content-length":
-            return int(value) if value.isdigit() else None
-    return None
 
 
 async def _send(conn: _Connection, head: bytes, body: Body, length: int | None,

@@ -269,8 +269,7 @@ class _Connection(asyncio.Protocol):
             self._out.append(command)
         self._waiters.append(future)
         self._sent_at.append(self.loop.time())
-        if self._timer is None and self.timeout is not None:
-            self._timer = self.loop.call_at(self._sent_at[0] + self.timeout, self._check_timeout)
+        self._watch()
         return future
 
     def _flush(self) -> None:
@@ -285,7 +284,12 @@ class _Connection(asyncio.Protocol):
             self._transport.write(command)
             self._waiters.append(_SetupReply(self, command.split(b"\r\n")[2].decode()))
             self._sent_at.append(self.loop.time())
-        if commands and self._timer is None and self.timeout is not None:
+        if commands:
+            self._watch()
+
+    def _watch(self) -> None:
+        """Arm the timer for the oldest unanswered command, unless it is already armed."""
+        if self._timer is None and self.timeout is not None:
             self._timer = self.loop.call_at(self._sent_at[0] + self.timeout, self._check_timeout)
 
     def _check_timeout(self) -> None:
