@@ -15,6 +15,9 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+# uvicorn's ``http`` option naming the protocol below (an import string, so workers load it).
+UVICORN_HTTP = "bff.http_server:CoalescingHttpToolsProtocol"
+
 
 class CoalescingTransport(asyncio.Transport):
     """Wraps a transport: ``write`` calls of one loop step become one write."""

@@ -16,6 +16,7 @@ import uvicorn
 from bff.app import BffApp, create_app
 from bff.config import Settings, load_settings
 from bff.embedded_redis import EmbeddedRedis
+from bff.http_server import UVICORN_HTTP
 from bff.logs import configure_logging
 
 
@@ -39,7 +40,7 @@ def _uvicorn_options(host: str, port: int, settings: Settings) -> dict[str, obje
         "access_log": False,
         "ws_max_size": 16 * 1024 * 1024,
         # httptools' parser, with a response's writes joined into one send (bff.http_server).
-        "http": "bff.http_server:CoalescingHttpToolsProtocol",
+        "http": UVICORN_HTTP,
     }
     if importlib.util.find_spec("uvloop"):
         options["loop"] = "uvloop"

@@ -33,10 +33,10 @@ from typing import Any
 
 import uvicorn
 
+from bff.http_server import UVICORN_HTTP
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ANNOUNCE = "LISTENING PORT "
-# The HTTP protocol `bff serve` runs (bff.serve), so streaming and WebSockets are tested on it.
-PRODUCTION_HTTP = "bff.http_server:CoalescingHttpToolsProtocol"
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _config(app: Any, **overrides: Any) -> uvicorn.Config:
         "access_log": False,
         "proxy_headers": False,
         "timeout_graceful_shutdown": 2,
-        "http": PRODUCTION_HTTP,
+        "http": UVICORN_HTTP,  # as `bff serve`: streaming and WebSockets are tested on it
     }
     options.update(overrides)
     return uvicorn.Config(app, **options)

@@ -10,6 +10,8 @@ from typing import Any
 
 import uvicorn
 
+from bff.http_server import UVICORN_HTTP
+
 from .provider import find_free_port
 
 
@@ -18,7 +20,7 @@ class ServerThread:
 
     def __init__(self, app: Any, port: int | None = None, **options: Any) -> None:
         self.port = port or find_free_port()
-        options.setdefault("http", "bff.http_server:CoalescingHttpToolsProtocol")  # as `bff serve`
+        options.setdefault("http", UVICORN_HTTP)  # as `bff serve`
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_config=None, access_log=False,
             proxy_headers=False, lifespan="on", timeout_graceful_shutdown=5, **options,
