@@ -83,24 +83,50 @@ def _bytes(key: Any) -> bytes:
     return key if isinstance(key, bytes) else str(key).encode()
 
 
+def _sessions_per_node(cluster: RedisClusterSet) -> dict[int, set[bytes]]:
+    per_node = {}
+    for port in cluster.ports:
+        node = redis.Redis(port=port)
+        with contextlib.closing(node):
+            per_node[port] = {_bytes(k) for k in node.keys("bff:*") if _bytes(k).endswith(b":s")}
+    return per_node
+
+
 def test_sessions_spread_over_every_shard_and_each_script_stays_in_one_slot(
     make_stack: Callable[..., Stack], cluster: RedisClusterSet
 ) -> None:
     stack = make_stack(BFF_SESSION_IDLE_TIMEOUT="600")
-    browsers = [stack.browser() for _ in range(12)]
-    for index, browser in enumerate(browsers):
-        assert stack.login(browser, username=f"user{index % 4}").status_code == 302
+    # Session keys hash to random slots: log in (alternating users) until every
+    # primary holds at least one, so the refresh and logout-all below must cross shards.
+    # 60 logins leave a shard empty with a chance of about 3 * (2/3)**60.
+    browsers: list[httpx.Client] = []
+    users: list[str] = []
+    keys_of: list[bytes] = []
+    shards_used: set[int] = set()
+    while len(browsers) < 60 and (len(browsers) < 8 or len(shards_used) < len(cluster.ports)):
+        before = _sessions_per_node(cluster)
+        browser, user = stack.browser(), f"user{len(browsers) % 4}"
+        assert stack.login(browser, username=user).status_code == 302
+        after = _sessions_per_node(cluster)
+        ((shard, new_key),) = [(port, key) for port in after for key in after[port] - before[port]]
+        browsers.append(browser)
+        users.append(user)
+        keys_of.append(new_key)
+        shards_used.add(shard)
+    assert len(shards_used) == len(cluster.ports), "60 sessions never reached every shard"
+
     stack.clock.advance(600 - 30)  # inside the refresh leeway and the touch interval
     for browser in browsers:
         assert stack.api(browser, "GET", "/bff/user").status_code == 200
     assert stack.api(browsers[0], "POST", "/bff/logout-all").status_code == 200
 
-    per_node = {}
-    for port in cluster.ports:
-        node = redis.Redis(port=port)
-        with contextlib.closing(node):
-            per_node[port] = [k for k in node.keys("bff:*") if _bytes(k).endswith(b":s")]
-    assert all(per_node.values()), f"sessions did not spread over the shards: {per_node}"
+    remaining = set().union(*_sessions_per_node(cluster).values())
+    ended = {key for key, user in zip(keys_of, users, strict=True) if user == users[0]}
+    assert not ended & remaining, "logout-all left sessions of the user on some shard"
+    assert remaining & set(keys_of) == set(keys_of) - ended, "logout-all ended other users' sessions"
+    for browser, user in zip(browsers, users, strict=True):
+        expected = 401 if user == users[0] else 200
+        assert stack.api(browser, "GET", "/bff/user").status_code == expected
 
     assert SCRIPT_CALLS, "no store script ran"
     multi = [keys for keys in SCRIPT_CALLS if len(keys) > 1]
