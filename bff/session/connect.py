@@ -79,7 +79,7 @@ def redis_from_url(url: str) -> AnyRedis:
         sentinel_kwargs: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
         if "sentinel_password" in query:
             sentinel_kwargs["password"] = query["sentinel_password"][0]
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis 8.2
             _hosts(parts.netloc, 26379), sentinel_kwargs=sentinel_kwargs,
             username=username, password=password, db=db, **_CLIENT_OPTIONS,
         )

@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 import redis
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.credentials import UsernamePasswordCredentialProvider
 from redis.exceptions import AuthenticationError, MasterDownError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from bff.config import load_settings
 from bff.errors import StoreUnavailable
