@@ -137,9 +137,20 @@ def run_directory(keep: bool) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def ensure_py_spy() -> None:
+    """--profile needs py-spy (a PyPI wheel with its binary): installed into this venv."""
+    if pyspy.py_spy() is not None:
+        return
+    log("installing py-spy with pip (for --profile)")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    "py-spy"], check=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     ensure_tools(args.with_peers)
+    if args.profile:
+        ensure_py_spy()
     wrk_path()
     with run_directory(args.keep) as run_dir, Stack() as stack:
         return _run(args, run_dir, stack)
