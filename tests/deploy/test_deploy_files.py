@@ -338,7 +338,7 @@ def test_deployment() -> None:
     port_names = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert port_names == {"http": 8080}
 
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz?provider=cached"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         if probe in container:

@@ -73,6 +73,14 @@ def test_provider_down_users_keep_working_login_is_503_and_everything_heals(stac
     assert "location" not in page.headers
     api = _login_start(stack, navigation=False)
     assert api.status_code == 503 and api.json()["error"] == "unavailable"
+    # Readiness says so (the contract: Redis and the provider reachable) ...
+    ready = httpx.get(f"{stack.url}/readyz")
+    assert ready.status_code == 503 and ready.headers["retry-after"]
+    assert ready.json()["error"] == "unavailable" and "identity provider" in ready.json()["detail"]
+    assert ready.json()["checks"] == {"redis": "ok", "provider": "unreachable"}
+    # ... unless the orchestrator asked to keep serving signed-in users on cached metadata.
+    cached = httpx.get(f"{stack.url}/readyz?provider=cached")
+    assert cached.status_code == 200 and cached.json()["checks"]["provider"] == "ok"
     # Inside the refresh window the refresh fails, but the token is still valid: used as is.
     stack.clock.advance(300 - stack.settings.refresh_leeway + 5)
     assert stack.api(late, "GET", "/api/orders").status_code == 200
@@ -91,6 +99,7 @@ def test_provider_down_users_keep_working_login_is_503_and_everything_heals(stac
         assert time.monotonic() < deadline, "sign-in did not come back"
         time.sleep(0.05)
     login_back = time.monotonic() - restarted
+    assert httpx.get(f"{stack.url}/readyz").status_code == 200
     # A fresh sign-in works: the gateway fetches the provider's new signing keys by itself.
     newcomer = stack.browser()
     assert stack.login(newcomer, username="newcomer").status_code == 302
@@ -110,7 +119,8 @@ def test_provider_down_users_keep_working_login_is_503_and_everything_heals(stac
     assert _login_start(stack, navigation=False).status_code == 503
     record("Provider down (process stopped), restarted on the same port",
            seen="signed-in users: 200 while their access token is valid (also when its refresh "
-                "fails), then 503 unavailable + Retry-After; /bff/login: 503 page or JSON",
+                "fails), then 503 unavailable + Retry-After; /bff/login: 503 page or JSON; "
+                "/readyz 503 (provider unreachable), /readyz?provider=cached 200",
            recovery_s=login_back, sessions_lost=0,
            notes=f"outage {outage:.1f}s; recovery = restart until /bff/login redirects again; "
                  "new signing keys picked up on the first login")
