@@ -179,7 +179,6 @@ class MetadataCache:
             value = await self._fetch(time_limit)
         except ProviderUnavailable:
             self._down_until = self._clock() + down_for
-            self._last_ok = -math.inf  # not known to be reachable until it answers again
             raise
         self._store(value)
         return value
