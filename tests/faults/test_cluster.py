@@ -103,12 +103,13 @@ def test_sessions_spread_over_every_shard_and_each_script_stays_in_one_slot(
     users: list[str] = []
     keys_of: list[bytes] = []
     shards_used: set[int] = set()
+    before = _sessions_per_node(cluster)
     while len(browsers) < 60 and (len(browsers) < 8 or len(shards_used) < len(cluster.ports)):
-        before = _sessions_per_node(cluster)
         browser, user = stack.browser(), f"user{len(browsers) % 4}"
         assert stack.login(browser, username=user).status_code == 302
         after = _sessions_per_node(cluster)
         ((shard, new_key),) = [(port, key) for port in after for key in after[port] - before[port]]
+        before = after
         browsers.append(browser)
         users.append(user)
         keys_of.append(new_key)
